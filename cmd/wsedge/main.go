@@ -1,0 +1,4 @@
+// Command wsedge is the WebSocket edge server.
+package main
+
+func main() {}
