@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"sort"
+	"time"
 	"sync"
 )
 
@@ -43,26 +44,18 @@ func (s *Memory) Leave(r Ref) error {
 	return nil
 }
 
-// Touch implements Store.
-func (s *Memory) Touch(refs []Ref, now int64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range refs {
-		if m := s.sessions[r.SessionID][r.ConnectionID]; m != nil && now > m.LastSeen {
-			m.LastSeen = now
-		}
-	}
-	return nil
-}
-
 // Members implements Store. Members are ordered by connection time, then id,
-// so that answers are stable.
+// so that answers are stable. Every member held is alive (the edge calls Leave
+// when a socket closes), so LastSeen is now.
 func (s *Memory) Members(_ context.Context, sessionID string) ([]Member, error) {
+	now := time.Now().Unix()
 	s.mu.RLock()
 	set := s.sessions[sessionID]
 	out := make([]Member, 0, len(set))
 	for _, m := range set {
-		out = append(out, *m)
+		mm := *m
+		mm.LastSeen = now
+		out = append(out, mm)
 	}
 	s.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool {

@@ -25,7 +25,7 @@ type Member struct {
 	LastSeen     int64  `json:"last_seen"`
 }
 
-// Ref names a member for refreshes and removal.
+// Ref names a member for removal.
 type Ref struct {
 	SessionID    string
 	ConnectionID string
@@ -33,17 +33,19 @@ type Ref struct {
 
 // Store is a presence backend.
 //
-// Join, Leave and Touch are called from gnet event loops or the edge's sweeper
-// and must not block on I/O: a networked store queues and batches them.
-// Members may block (bounded by ctx) and is always called off the event loop.
+// Join and Leave are called from gnet event loops and must not block on I/O:
+// a networked store queues and batches them. Members may block (bounded by
+// ctx) and is always called off the event loop.
+//
+// Liveness is the store's own business: an idle connection must cost no
+// per-connection work per interval, so a networked store keeps its members
+// alive through one per-instance heartbeat and reports LastSeen as the time
+// this instance last confirmed them (the memory store: the time of the call).
 type Store interface {
 	// Join adds m to its session.
 	Join(m Member) error
 	// Leave removes a member.
 	Leave(r Ref) error
-	// Touch marks members as alive at now (Unix seconds). The edge calls it
-	// in one batch per refresh interval with every local member it holds.
-	Touch(refs []Ref, now int64) error
 	// Members lists the members of a session across all instances.
 	Members(ctx context.Context, sessionID string) ([]Member, error)
 	// Close flushes what is queued and releases resources.
