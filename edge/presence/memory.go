@@ -3,8 +3,8 @@ package presence
 import (
 	"context"
 	"sort"
-	"time"
 	"sync"
+	"time"
 )
 
 // Memory is the single-instance store.
