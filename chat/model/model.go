@@ -44,11 +44,11 @@ type Request struct {
 
 // Stop reasons reported in Result.StopReason (Bedrock's names).
 const (
-	StopEndTurn     = "end_turn"
-	StopToolUse     = "tool_use"
-	StopMaxTokens   = "max_tokens"
-	StopGuardrail   = "guardrail_intervened"
-	StopFiltered    = "content_filtered"
+	StopEndTurn   = "end_turn"
+	StopToolUse   = "tool_use"
+	StopMaxTokens = "max_tokens"
+	StopGuardrail = "guardrail_intervened"
+	StopFiltered  = "content_filtered"
 )
 
 // Result describes a generation that reached its end (messageStop).
