@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// runChurn opens, hellos and closes connections from many loops for a fixed
+// time. Source addresses rotate over 127.0.1.x because the client closes
+// first and its ports sit in TIME_WAIT.
+func runChurn(ctx context.Context, c *config, t *target) result {
+	r := result{Target: t.name, Scenario: "churn", Case: "connect+hello+close", Params: map[string]any{
+		"duration": c.churnDuration.String(), "workers": c.churnWorkers, "source_addresses": c.churnSources,
+	}}
+	time.Sleep(c.gap)
+	before, err := t.sample()
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	var ok, failed atomic.Int64
+	var errOnce sync.Once
+	url := t.url("/ws/session/churn/")
+	stop := time.Now().Add(c.churnDuration)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var lat []latencies = make([]latencies, c.churnWorkers)
+	for w := 0; w < c.churnWorkers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop); i++ {
+				src := (w + i*c.churnWorkers) % c.churnSources
+				ip := net.IPv4(127, 0, 1+byte(src/250), 1+byte(src%250))
+				t0 := time.Now()
+				cl, err := connectHello(ctx, url, ip, c.dialTimeout)
+				if err != nil {
+					failed.Add(1)
+					errOnce.Do(func() { r.Notes = append(r.Notes, "first error: "+err.Error()) })
+					continue
+				}
+				lat[w] = append(lat[w], int64(time.Since(t0)))
+				cl.close()
+				ok.Add(1)
+			}
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	after, err := t.sample()
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	var all latencies
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	n := ok.Load()
+	r.add("completed", "", float64(n))
+	r.add("failed", "", float64(failed.Load()))
+	r.add("connect_hello_per_s", "1/s", float64(n)/elapsed)
+	all.addTo(&r, "connect_hello_")
+	if n > 0 {
+		r.add("server_cpu_per_conn", "µs", (after.cpu-before.cpu)/float64(n)*1e6)
+	}
+	r.add("rss_after", "MiB", float64(after.rss)/(1<<20))
+	if failed.Load() > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d connects failed", failed.Load()))
+	}
+	return r
+}

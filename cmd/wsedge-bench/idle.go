@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// idleReport is what an idle client process prints, one JSON line per event.
+type idleReport struct {
+	Ready       int      `json:"ready"`
+	Failed      int      `json:"failed"`
+	ClosedEarly int      `json:"closed_early"`
+	Errors      []string `json:"errors,omitempty"`
+	Done        bool     `json:"done"`
+}
+
+// runIdleClient holds n hello'd sockets from one source address until its
+// stdin closes, then reports how many the server closed in the meantime.
+func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("idle-client", flag.ContinueOnError)
+	base := fs.String("url", "", "ws://host:port")
+	n := fs.Int("n", 0, "sockets")
+	offset := fs.Int("offset", 0, "global index of the first socket (names sessions)")
+	size := fs.Int("session-size", 100, "members per session")
+	src := fs.String("src", "", "source IP")
+	conc := fs.Int("concurrency", 32, "concurrent dials")
+	timeout := fs.Duration("timeout", 10*time.Second, "dial timeout")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ip := net.ParseIP(*src)
+	var (
+		mu      sync.Mutex
+		clients []*wsClient
+		failed  int
+		errs    []string
+		early   atomic.Int64
+		release = make(chan struct{})
+		readers sync.WaitGroup
+	)
+	next := make(chan int)
+	var dialers sync.WaitGroup
+	for w := 0; w < *conc; w++ {
+		dialers.Add(1)
+		go func() {
+			defer dialers.Done()
+			for i := range next {
+				url := fmt.Sprintf("%s/ws/session/idle-%d/", *base, i / *size)
+				c, err := connectHello(ctx, url, ip, *timeout)
+				mu.Lock()
+				if err != nil {
+					failed++
+					if len(errs) < 5 {
+						errs = append(errs, err.Error())
+					}
+					mu.Unlock()
+					continue
+				}
+				clients = append(clients, c)
+				mu.Unlock()
+				readers.Add(1)
+				go func() {
+					defer readers.Done()
+					// Reading answers the server's pings; any end before the
+					// release is a connection the server dropped.
+					for {
+						if _, _, err := c.next(); err != nil {
+							select {
+							case <-release:
+							default:
+								early.Add(1)
+							}
+							return
+						}
+					}
+				}()
+			}
+		}()
+	}
+	for i := 0; i < *n; i++ {
+		next <- *offset + i
+	}
+	close(next)
+	dialers.Wait()
+	enc := json.NewEncoder(stdout)
+	mu.Lock()
+	_ = enc.Encode(idleReport{Ready: len(clients), Failed: failed, Errors: errs})
+	mu.Unlock()
+	_, _ = io.Copy(io.Discard, stdin)
+	close(release)
+	for _, c := range clients {
+		_ = c.nc.Close()
+	}
+	readers.Wait()
+	return enc.Encode(idleReport{Ready: len(clients), Failed: failed, ClosedEarly: int(early.Load()), Done: true})
+}
+
+type idleChild struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+}
+
+func runIdle(ctx context.Context, c *config, t *target) result {
+	r := result{Target: t.name, Scenario: "idle", Case: fmt.Sprintf("%d conns", c.idleConns), Params: map[string]any{
+		"conns": c.idleConns, "per_process": c.idlePerProc, "session_size": c.idleSessionSize, "settle": c.idleSettle.String(),
+	}}
+	time.Sleep(c.gap)
+	before, err := t.sample()
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	g0, err := t.goroutines(ctx)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	self, err := os.Executable()
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	var children []*idleChild
+	defer func() {
+		for _, ch := range children {
+			ch.stdin.Close()
+			_ = ch.cmd.Wait()
+		}
+	}()
+	start := time.Now()
+	for i, off := 0, 0; off < c.idleConns; i++ {
+		n := min(c.idlePerProc, c.idleConns-off)
+		cmd := exec.CommandContext(ctx, self,
+			"-url", "ws://"+t.addr, "-n", fmt.Sprint(n), "-offset", fmt.Sprint(off),
+			"-session-size", fmt.Sprint(c.idleSessionSize), "-src", fmt.Sprintf("127.0.0.%d", 10+i),
+			"-concurrency", fmt.Sprint(c.idleConcurrency), "-timeout", c.dialTimeout.String())
+		cmd.Env = append(os.Environ(), roleEnv+"=idle-client")
+		cmd.Stderr = os.Stderr
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			r.Error = err.Error()
+			return r
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			r.Error = err.Error()
+			return r
+		}
+		if err := cmd.Start(); err != nil {
+			r.Error = fmt.Sprintf("start idle client: %v", err)
+			return r
+		}
+		children = append(children, &idleChild{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)})
+		off += n
+	}
+	var ready, failed int
+	for _, ch := range children {
+		var rep idleReport
+		if !ch.out.Scan() || json.Unmarshal(ch.out.Bytes(), &rep) != nil {
+			r.Error = "idle client died before reporting"
+			return r
+		}
+		ready += rep.Ready
+		failed += rep.Failed
+		for _, e := range rep.Errors {
+			r.Notes = append(r.Notes, "connect error: "+e)
+		}
+	}
+	connectTime := time.Since(start)
+	mid, _ := t.sample()
+	time.Sleep(c.idleSettle)
+	after, err := t.sample()
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	g1, err := t.goroutines(ctx)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	// Check that the server counts the sockets as hello'd members: a session
+	// of the idle set must list session_size+1 members including the checker.
+	if want := min(c.idleSessionSize, ready) + 1; ready > 0 {
+		if got, err := presenceCount(ctx, t.url("/ws/session/idle-0/"), c.dialTimeout); err != nil {
+			r.Notes = append(r.Notes, "presence check: "+err.Error())
+		} else if got != want {
+			r.Notes = append(r.Notes, fmt.Sprintf("presence check: idle-0 has %d members, want %d", got, want))
+		}
+	}
+	early := 0
+	for _, ch := range children {
+		ch.stdin.Close()
+		var rep idleReport
+		if ch.out.Scan() && json.Unmarshal(ch.out.Bytes(), &rep) == nil {
+			early += rep.ClosedEarly
+		}
+		_ = ch.cmd.Wait()
+	}
+	children = nil
+	r.add("connections", "", float64(ready))
+	r.add("failed", "", float64(failed))
+	r.add("closed_by_server", "", float64(early))
+	r.add("connect_rate", "conn/s", float64(ready)/connectTime.Seconds())
+	r.add("rss_before", "MiB", float64(before.rss)/(1<<20))
+	r.add("rss_after", "MiB", float64(after.rss)/(1<<20))
+	if ready > 0 {
+		r.add("rss_per_conn", "bytes", float64(after.rss-before.rss)/float64(ready))
+	}
+	r.add("goroutines_before", "", g0)
+	r.add("goroutines_after", "", g1)
+	r.add("server_cpu_connect", "s", mid.cpu-before.cpu)
+	r.add("server_cpu_idle", "%", 100*(after.cpu-mid.cpu)/after.at.Sub(mid.at).Seconds())
+	return r
+}
+
+// presenceCount joins a session and returns the count of its presence reply.
+func presenceCount(ctx context.Context, url string, timeout time.Duration) (int, error) {
+	c, err := connectHello(ctx, url, nil, timeout)
+	if err != nil {
+		return 0, err
+	}
+	defer c.close()
+	if err := c.writeText([]byte(`{"type":"presence"}`)); err != nil {
+		return 0, err
+	}
+	for {
+		p, err := c.nextText(timeout)
+		if err != nil {
+			return 0, fmt.Errorf("presence reply: %w", err)
+		}
+		var rep struct {
+			Type  string `json:"type"`
+			Count int    `json:"count"`
+		}
+		if json.Unmarshal(p, &rep) == nil && rep.Type == "presence" {
+			return rep.Count, nil
+		}
+	}
+}
