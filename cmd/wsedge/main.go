@@ -1,4 +1,98 @@
-// Command wsedge is the WebSocket edge server.
+// Command wsedge is the WebSocket edge server. Configuration comes from flags
+// and environment variables (wsedge -h lists them); it is parsed here, once,
+// and handed to the packages as typed structs.
 package main
 
-func main() {}
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/edge/broker"
+	"github.com/wsedge/wsedge/edge/presence"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.LookupEnv); err != nil {
+		fmt.Fprintln(os.Stderr, "wsedge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, lookup env) error {
+	e, err := parseFlags(args, lookup)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	var handler slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	if cfg.LogJSON {
+		handler = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	}
+	log := slog.New(handler).With("instance_id", cfg.Edge.InstanceID)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	hub := edge.NewHub()
+	var (
+		b broker.Broker
+		p presence.Store
+	)
+	b, p = broker.NewMemory(hub.Deliver), presence.NewMemory()
+	log.Info("embedded mode: in-memory broker and presence (set REDIS_URL to scale out)")
+	defer func() {
+		if err := b.Close(); err != nil {
+			log.Warn("broker close", "err", err)
+		}
+		if err := p.Close(); err != nil {
+			log.Warn("presence close", "err", err)
+		}
+	}()
+
+	srv, err := edge.New(cfg.Edge, edge.Deps{Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	admin, err := edge.ListenAdmin(cfg.AdminAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	log.Info("admin listening", "addr", admin.Addr())
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve() }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	stop()
+	log.Info("shutdown requested")
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.Edge.DrainTimeout+5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(drainCtx); err != nil {
+		return err
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,148 @@
+// Package edge is wsedge's network edge: one gnet v2 event-loop engine that
+// speaks HTTP/1.1 and WebSocket (RFC 6455) on one port, routes requests, runs
+// the session protocol and fans broadcasts out to local sockets.
+//
+// Nothing here blocks an event loop: presence queries, the HTTP API and chat
+// turns run on bounded goroutine pools and come back through each loop's
+// mailbox (see loop.go).
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config is the edge's typed configuration; cmd/wsedge fills it from flags and
+// the environment.
+type Config struct {
+	// Addr is the TCP address of the HTTP/WebSocket listener.
+	Addr string
+	// EventLoops is the number of gnet event loops (0: one per CPU).
+	EventLoops int
+	// InstanceID names this process in logs and presence.
+	InstanceID string
+	// Debug skips the Origin check, as the original's DEBUG=1 did.
+	Debug bool
+	// AllowedHosts holds Django ALLOWED_HOSTS patterns for the Origin check.
+	AllowedHosts []string
+	// AuthAPIKey, when set, guards the /ws/chat/ upgrade.
+	AuthAPIKey string
+
+	// MaxMessageSize caps an incoming message (all fragments); over it: 1009.
+	MaxMessageSize int
+	// OutboundCap caps the bytes queued for one socket; over it: 1013.
+	OutboundCap int
+	// MaxConnections caps open sockets (HTTP and WebSocket together).
+	MaxConnections int
+	// MaxHeaderBytes caps an HTTP request head; over it: 431.
+	MaxHeaderBytes int
+	// MaxBodyBytes caps an HTTP request body; over it: 413.
+	MaxBodyBytes int
+
+	// HelloTimeout: a session socket that sends no hello in time is closed 4001.
+	HelloTimeout time.Duration
+	// PingInterval: a socket silent this long is pinged.
+	PingInterval time.Duration
+	// PongTimeout: a pinged socket silent this long after the ping is dropped.
+	PongTimeout time.Duration
+	// WriteTimeout: a socket that accepts no bytes for this long is closed.
+	WriteTimeout time.Duration
+	// HandshakeTimeout bounds the time to receive a whole HTTP request.
+	HandshakeTimeout time.Duration
+	// HTTPIdleTimeout closes idle keep-alive HTTP connections. It should
+	// exceed the load balancer's idle timeout (ALB: 60 s).
+	HTTPIdleTimeout time.Duration
+	// CloseTimeout bounds the wait for a client's close frame after ours.
+	CloseTimeout time.Duration
+	// SweepInterval is how often each loop checks its sockets' deadlines.
+	SweepInterval time.Duration
+
+	// PresenceTimeout bounds one presence query.
+	PresenceTimeout time.Duration
+	// PresenceConcurrency caps presence queries in flight; over it the client
+	// gets presence_unavailable at once.
+	PresenceConcurrency int
+	// APIConcurrency caps HTTP API requests in flight; over it: 503.
+	APIConcurrency int
+	// APITimeout bounds one HTTP API request.
+	APITimeout time.Duration
+
+	// DrainTimeout bounds graceful shutdown.
+	DrainTimeout time.Duration
+	// DrainSpread spreads the closing of sockets over this long, so that
+	// clients do not all reconnect at once.
+	DrainSpread time.Duration
+	// ReconnectJitter is the upper bound of the after_ms hint sent to clients.
+	ReconnectJitter time.Duration
+}
+
+// Defaults returns the configuration used when nothing is set.
+func Defaults() Config {
+	return Config{
+		Addr:                "0.0.0.0:8000",
+		MaxMessageSize:      1 << 20,
+		OutboundCap:         1 << 20,
+		MaxConnections:      100_000,
+		MaxHeaderBytes:      8 << 10,
+		MaxBodyBytes:        64 << 10,
+		HelloTimeout:        30 * time.Second,
+		PingInterval:        20 * time.Second,
+		PongTimeout:         30 * time.Second,
+		WriteTimeout:        30 * time.Second,
+		HandshakeTimeout:    10 * time.Second,
+		HTTPIdleTimeout:     75 * time.Second,
+		CloseTimeout:        5 * time.Second,
+		SweepInterval:       time.Second,
+		PresenceTimeout:     2 * time.Second,
+		PresenceConcurrency: 512,
+		APIConcurrency:      256,
+		APITimeout:          30 * time.Second,
+		DrainTimeout:        30 * time.Second,
+		DrainSpread:         5 * time.Second,
+		ReconnectJitter:     5 * time.Second,
+	}
+}
+
+// Validate reports the first inconsistency in c.
+func (c Config) Validate() error {
+	var errs []error
+	pos := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	if c.Addr == "" {
+		errs = append(errs, errors.New("listen address is empty"))
+	}
+	if c.MaxMessageSize < 125 {
+		errs = append(errs, errors.New("max message size must be at least 125 bytes"))
+	}
+	if c.OutboundCap < 4096 {
+		errs = append(errs, errors.New("outbound cap must be at least 4096 bytes"))
+	}
+	if c.MaxConnections < 1 {
+		errs = append(errs, errors.New("max connections must be at least 1"))
+	}
+	if c.MaxHeaderBytes < 512 || c.MaxBodyBytes < 0 {
+		errs = append(errs, errors.New("header limit must be at least 512 bytes and body limit non-negative"))
+	}
+	if c.PresenceConcurrency < 1 || c.APIConcurrency < 1 {
+		errs = append(errs, errors.New("presence and API concurrency must be at least 1"))
+	}
+	pos("hello timeout", c.HelloTimeout)
+	pos("ping interval", c.PingInterval)
+	pos("pong timeout", c.PongTimeout)
+	pos("write timeout", c.WriteTimeout)
+	pos("handshake timeout", c.HandshakeTimeout)
+	pos("HTTP idle timeout", c.HTTPIdleTimeout)
+	pos("close timeout", c.CloseTimeout)
+	pos("sweep interval", c.SweepInterval)
+	pos("presence timeout", c.PresenceTimeout)
+	pos("API timeout", c.APITimeout)
+	pos("drain timeout", c.DrainTimeout)
+	if c.DrainSpread < 0 || c.ReconnectJitter < 0 {
+		errs = append(errs, errors.New("drain spread and reconnect jitter must not be negative"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,187 @@
+package edge
+
+import (
+	"encoding/hex"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsedge/wsedge/edge/wsframe"
+)
+
+// Connection states.
+const (
+	stHTTP    uint8 = iota // reading HTTP requests
+	stWS                   // WebSocket open
+	stClosing              // our close frame sent; waiting for the peer's
+	stClosed               // gone; late mailbox items must ignore it
+)
+
+// Routes.
+const (
+	routeHTTP uint8 = iota
+	routeSession
+	routeChat
+)
+
+func routeName(r uint8) string {
+	switch r {
+	case routeSession:
+		return "session"
+	case routeChat:
+		return "chat"
+	}
+	return "http"
+}
+
+// conn is the edge's state for one socket. It is owned by its event loop:
+// only that loop's goroutine reads or writes it (other goroutines post to the
+// loop). It is kept small because idle sockets are most of the memory.
+type conn struct {
+	gc gnet.Conn
+	ls *loopState
+
+	state   uint8
+	route   uint8
+	hello   bool
+	pingOut bool // a ping is unanswered
+	isDirty bool // in ls.dirty
+	busy    bool // an HTTP API request is in flight; pipelined ones wait
+	closeTCP bool // close the TCP connection when the current callback ends
+
+	idx  int32 // position in ls.conns
+	sidx int32 // position in ls.sessions[session]
+
+	closeCode int32 // close code sent or received, for metrics
+
+	openedAt   int64 // Unix nanoseconds
+	lastRx     int64
+	reqStart   int64 // first byte of the HTTP request being read; 0: idle
+	pingAt     int64
+	closeAt    int64
+	stallSince int64
+	lastOut    int
+
+	need int // bytes the next frame needs before parsing is worth trying
+
+	asm wsframe.Assembler
+
+	pending      [][]byte
+	pendingBytes int
+
+	id          string // 32 hex characters
+	session     string
+	userType    string // JSON-encoded, quotes included
+	clientType  string // JSON-encoded
+	connectedAt int64  // Unix seconds
+
+	chat ChatConn
+}
+
+func newConnID() string {
+	var b [16]byte
+	randRead(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// send queues a frame; it is written when the current callback ends. It
+// reports false when the socket no longer takes frames.
+func (c *conn) send(frame []byte) bool {
+	if c.state != stWS {
+		return false
+	}
+	c.pending = append(c.pending, frame)
+	c.pendingBytes += len(frame)
+	c.ls.stats.framesOut++
+	c.ls.stats.bytesOut += uint64(len(frame))
+	if !c.isDirty {
+		c.isDirty = true
+		c.ls.dirty = append(c.ls.dirty, c)
+	}
+	return true
+}
+
+// flush writes queued frames with one writev, enforcing the outbound cap.
+func (c *conn) flush() {
+	c.isDirty = false
+	if len(c.pending) == 0 {
+		return
+	}
+	if c.state == stClosed {
+		c.dropPending()
+		return
+	}
+	if c.state == stWS && c.gc.OutboundBuffered()+c.pendingBytes > c.ls.srv.cfg.OutboundCap {
+		c.dropPending()
+		c.ls.srv.metrics.slowConsumers.WithLabelValues("outbound_cap").Inc()
+		c.closeWS(wsframe.CloseTryAgainLater, "outbound queue full", true)
+		return
+	}
+	var err error
+	if len(c.pending) == 1 {
+		_, err = c.gc.Write(c.pending[0])
+	} else {
+		_, err = c.gc.Writev(c.pending)
+	}
+	c.dropPending()
+	_ = err // gnet closes the socket itself on a write error and calls OnClose
+}
+
+func (c *conn) dropPending() {
+	for i := range c.pending {
+		c.pending[i] = nil
+	}
+	c.pending = c.pending[:0]
+	c.pendingBytes = 0
+	if cap(c.pending) > 16 {
+		c.pending = nil
+	}
+}
+
+// closeWS starts the closing handshake: the close frame goes after what is
+// already queued (or, when force is set because the socket is over its cap,
+// in place of it), the socket leaves its session, and the sweeper drops the
+// TCP connection if the peer does not answer within CloseTimeout.
+func (c *conn) closeWS(code ws.StatusCode, reason string, force bool) {
+	if c.state != stWS {
+		return
+	}
+	c.leaveSession()
+	frame := wsframe.CloseFrame(code, reason)
+	c.closeCode = int32(code)
+	c.closeAt = time.Now().UnixNano()
+	if force {
+		c.dropPending()
+		c.state = stClosing
+		_, _ = c.gc.Write(frame)
+		return
+	}
+	c.send(frame)
+	c.state = stClosing
+}
+
+// dropTCP closes the TCP connection from the loop. Inside OnTraffic the
+// handler returns gnet.Close instead (closeTCP), since gnet still uses the
+// connection after the callback.
+func (c *conn) dropTCP() {
+	if c.state == stClosed {
+		return
+	}
+	_ = c.ls.el.Close(c.gc)
+}
+
+// leaveSession removes a hello'd socket from the hub and presence; idempotent.
+func (c *conn) leaveSession() {
+	if !c.hello {
+		return
+	}
+	c.hello = false
+	s := c.ls.srv
+	if c.ls.leave(c) {
+		s.hub.remove(c.session, c.ls)
+	}
+	if err := s.presence.Leave(presenceRef(c)); err != nil {
+		s.log.Warn("presence leave", "session_id", c.session, "connection_id", c.id, "err", err)
+	}
+}

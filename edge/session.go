@@ -1,0 +1,239 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/wsedge/wsedge/edge/broker"
+	"github.com/wsedge/wsedge/edge/presence"
+	"github.com/wsedge/wsedge/edge/wsframe"
+)
+
+// maxTypeLen caps user_type and client_type (PROTOCOL.md §1).
+const maxTypeLen = 64
+
+// clientMessage holds the fields of a session message the edge looks at.
+// Values stay raw so that broadcast msg/data and echo pass through untouched.
+type clientMessage struct {
+	Type       json.RawMessage `json:"type"`
+	UserType   json.RawMessage `json:"user_type"`
+	ClientType json.RawMessage `json:"client_type"`
+	Msg        json.RawMessage `json:"msg"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// Kinds of session messages.
+const (
+	kindInvalidJSON = iota
+	kindBinary
+	kindOther // any valid JSON that is not one of the types below
+	kindHello
+	kindPresence
+	kindBroadcast
+)
+
+// decodeSessionMessage classifies a complete client message.
+func decodeSessionMessage(op ws.OpCode, msg []byte) (int, clientMessage) {
+	var m clientMessage
+	if op != ws.OpText {
+		return kindBinary, m
+	}
+	if !json.Valid(msg) {
+		return kindInvalidJSON, m
+	}
+	trimmed := bytes.TrimLeft(msg, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return kindOther, m
+	}
+	if err := json.Unmarshal(msg, &m); err != nil {
+		return kindOther, m
+	}
+	var t string
+	if json.Unmarshal(m.Type, &t) != nil {
+		return kindOther, m
+	}
+	switch t {
+	case "hello":
+		return kindHello, m
+	case "presence":
+		return kindPresence, m
+	case "broadcast":
+		return kindBroadcast, m
+	}
+	return kindOther, m
+}
+
+// errorFrame builds {"type":"error","error":code,"message":msg}.
+func errorFrame(code, msg string) []byte {
+	b, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{"error", code, msg})
+	return wsframe.Text(b)
+}
+
+func (s *Server) onSessionMessage(c *conn, op ws.OpCode, msg []byte) {
+	kind, m := decodeSessionMessage(op, msg)
+	if !c.hello {
+		s.beforeHello(c, kind, m)
+		return
+	}
+	switch kind {
+	case kindBinary:
+		c.send(errorFrame("text_required", "send JSON text frames"))
+	case kindInvalidJSON:
+		c.send(errorFrame("invalid_json", "message is not valid JSON"))
+	case kindHello:
+		c.send(errorFrame("hello_already_received", "hello was already received on this connection"))
+	case kindPresence:
+		s.queryPresence(c)
+	case kindBroadcast:
+		s.broadcast(c, m)
+	default:
+		out := make([]byte, 0, len(msg)+24)
+		out = append(out, `{"type":"echo","data":`...)
+		out = append(out, bytes.TrimSpace(msg)...)
+		out = append(out, '}')
+		c.send(wsframe.Text(out))
+	}
+}
+
+// beforeHello: the first message must be a valid hello; anything else gets an
+// error frame and close 4001.
+func (s *Server) beforeHello(c *conn, kind int, m clientMessage) {
+	refuse := func(code, msg string) {
+		c.send(errorFrame(code, msg))
+		c.closeWS(wsframe.CloseHelloRequired, "hello required", false)
+	}
+	switch kind {
+	case kindBinary:
+		refuse("text_required", "send JSON text frames; the first must be a hello")
+		return
+	case kindInvalidJSON:
+		refuse("invalid_json", "message is not valid JSON; the first must be a hello")
+		return
+	case kindHello:
+	default:
+		refuse("hello_required", `the first message must be {"type":"hello","user_type":"..."}`)
+		return
+	}
+	var userType, clientType string
+	if json.Unmarshal(m.UserType, &userType) != nil || userType == "" || len(userType) > maxTypeLen {
+		refuse("user_type_required", "hello needs user_type: a non-empty string of at most 64 bytes")
+		return
+	}
+	if len(m.ClientType) > 0 && string(m.ClientType) != "null" {
+		if json.Unmarshal(m.ClientType, &clientType) != nil || len(clientType) > maxTypeLen {
+			refuse("hello_required", "client_type must be a string of at most 64 bytes")
+			return
+		}
+	}
+	if clientType == "" {
+		clientType = "unknown"
+	}
+	ut, _ := json.Marshal(userType)
+	ct, _ := json.Marshal(clientType)
+	c.userType, c.clientType = string(ut), string(ct)
+	c.connectedAt = time.Now().Unix()
+	c.hello = true
+	if c.ls.join(c) {
+		if err := s.hub.add(c.session, c.ls); err != nil {
+			s.log.Warn("broker subscribe", "session_id", c.session, "err", err)
+		}
+	}
+	err := s.presence.Join(presence.Member{
+		SessionID: c.session, ConnectionID: c.id, UserType: userType, ClientType: clientType,
+		ConnectedAt: c.connectedAt, LastSeen: c.connectedAt,
+	})
+	if err != nil {
+		s.log.Warn("presence join", "session_id", c.session, "connection_id", c.id, "err", err)
+	}
+}
+
+func presenceRef(c *conn) presence.Ref {
+	return presence.Ref{SessionID: c.session, ConnectionID: c.id}
+}
+
+// broadcast publishes a session_message; the sender receives it too, through
+// the hub, like every other member.
+func (s *Server) broadcast(c *conn, m clientMessage) {
+	msg, data := m.Msg, m.Data
+	if len(msg) == 0 {
+		msg = json.RawMessage("null")
+	}
+	if len(data) == 0 {
+		data = json.RawMessage("null")
+	}
+	payload := make([]byte, 0, 80+len(c.userType)+len(c.clientType)+len(msg)+len(data))
+	payload = append(payload, `{"type":"session_message","user_type":`...)
+	payload = append(payload, c.userType...)
+	payload = append(payload, `,"client_type":`...)
+	payload = append(payload, c.clientType...)
+	payload = append(payload, `,"msg":`...)
+	payload = append(payload, msg...)
+	payload = append(payload, `,"data":`...)
+	payload = append(payload, data...)
+	payload = append(payload, '}')
+	if err := s.broker.Publish(c.session, payload); err != nil {
+		s.metrics.broadcastFails.Inc()
+		msg := "broadcast could not be sent; try again"
+		if errors.Is(err, broker.ErrBacklogFull) {
+			msg = "broadcast backlog is full; try again later"
+		}
+		c.send(errorFrame("broadcast_failed", msg))
+		return
+	}
+	s.metrics.broadcasts.Inc()
+}
+
+// presenceReply is the presence frame of PROTOCOL.md §1.
+type presenceReply struct {
+	Type      string            `json:"type"`
+	SessionID string            `json:"session_id"`
+	Count     int               `json:"count"`
+	ByType    map[string]int    `json:"by_type"`
+	Members   []presence.Member `json:"members"`
+}
+
+// queryPresence asks the store off the loop; the answer comes back through
+// the loop's mailbox. At most PresenceConcurrency queries run at once.
+func (s *Server) queryPresence(c *conn) {
+	select {
+	case s.presenceSem <- struct{}{}:
+	default:
+		s.metrics.rejected.WithLabelValues("presence_concurrency").Inc()
+		c.send(errorFrame("presence_unavailable", "too many presence queries in flight; try again"))
+		return
+	}
+	session := c.session
+	go func() {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.PresenceTimeout)
+		members, err := s.presence.Members(ctx, session)
+		cancel()
+		<-s.presenceSem
+		var frame []byte
+		if err != nil {
+			s.log.Warn("presence query", "session_id", session, "err", err)
+			frame = errorFrame("presence_unavailable", "presence is unavailable right now; try again")
+		} else {
+			if members == nil {
+				members = []presence.Member{}
+			}
+			s.metrics.presenceQuery.Observe(time.Since(start).Seconds())
+			r := presenceReply{Type: "presence", SessionID: session, Count: len(members), ByType: map[string]int{}, Members: members}
+			for _, m := range members {
+				r.ByType[m.ClientType]++
+			}
+			b, _ := json.Marshal(r)
+			frame = wsframe.Text(b)
+		}
+		c.ls.run(func() { c.send(frame) })
+	}()
+}

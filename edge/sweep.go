@@ -1,0 +1,163 @@
+package edge
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/wsedge/wsedge/edge/wsframe"
+)
+
+// sweeper asks every loop, once per SweepInterval, to check its sockets'
+// deadlines. One pass over all sockets replaces per-connection timers: an idle
+// socket costs a few comparisons per interval and no timer or goroutine.
+func (s *Server) sweeper() {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			for _, ls := range s.allLoops() {
+				ls.run(ls.sweep)
+			}
+		}
+	}
+}
+
+// sweep runs on the loop.
+func (ls *loopState) sweep() {
+	s := ls.srv
+	cfg := &s.cfg
+	now := time.Now().UnixNano()
+	var drop []*conn
+	for _, c := range ls.conns {
+		switch c.state {
+		case stHTTP:
+			switch {
+			case c.busy:
+			case c.reqStart != 0 && now-c.reqStart > int64(cfg.HandshakeTimeout):
+				s.metrics.rejected.WithLabelValues("handshake_timeout").Inc()
+				drop = append(drop, c)
+			case c.reqStart == 0 && now-c.lastRx > int64(cfg.HTTPIdleTimeout):
+				drop = append(drop, c)
+			}
+		case stWS:
+			switch {
+			case c.route == routeSession && !c.hello && now-c.openedAt > int64(cfg.HelloTimeout):
+				c.send(errorFrame("hello_required", "no hello received in time"))
+				c.closeWS(wsframe.CloseHelloRequired, "hello timeout", false)
+			case c.pingOut && now-c.pingAt > int64(cfg.PongTimeout):
+				c.closeCode = 1006
+				drop = append(drop, c)
+			case !c.pingOut && now-c.lastRx > int64(cfg.PingInterval):
+				c.pingOut = true
+				c.pingAt = now
+				c.send(pingFrame)
+			}
+			if ls.writeStalled(c, now) {
+				s.metrics.slowConsumers.WithLabelValues("write_timeout").Inc()
+				c.closeWS(wsframe.CloseTryAgainLater, "write timeout", true)
+			}
+		case stClosing:
+			if now-c.closeAt > int64(cfg.CloseTimeout) {
+				drop = append(drop, c)
+			}
+		}
+	}
+	ls.flush()
+	for _, c := range drop {
+		c.dropTCP()
+	}
+	s.metrics.flush(&ls.stats)
+}
+
+var pingFrame = wsframe.AppendFrame(nil, 0x9, nil)
+
+// writeStalled tracks whether c's socket has taken no bytes for WriteTimeout.
+func (ls *loopState) writeStalled(c *conn, now int64) bool {
+	ob := c.gc.OutboundBuffered()
+	if ob == 0 {
+		c.stallSince, c.lastOut = 0, 0
+		return false
+	}
+	if c.stallSince == 0 || ob < c.lastOut {
+		c.stallSince, c.lastOut = now, ob
+		return false
+	}
+	c.lastOut = ob
+	return now-c.stallSince > int64(ls.srv.cfg.WriteTimeout)
+}
+
+// drainSockets sends every WebSocket a reconnect hint and a 1001 close, in
+// batches spread over DrainSpread, then waits for sockets to go (or ctx).
+func (s *Server) drainSockets(ctx context.Context) {
+	const steps = 10
+	for i := 0; i < steps; i++ {
+		last := i == steps-1
+		for _, ls := range s.allLoops() {
+			ls.run(func() { ls.closeBatch(i, steps, last) })
+		}
+		if !last {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.cfg.DrainSpread / steps):
+			}
+		}
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for s.wsOpen() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// wsOpen counts WebSocket sockets not yet gone, over all loops.
+func (s *Server) wsOpen() int {
+	n := 0
+	for _, ls := range s.allLoops() {
+		done := make(chan int, 1)
+		if !ls.run(func() {
+			k := 0
+			for _, c := range ls.conns {
+				if c.state != stHTTP {
+					k++
+				}
+			}
+			done <- k
+		}) {
+			continue
+		}
+		select {
+		case k := <-done:
+			n += k
+		case <-time.After(time.Second):
+			n++
+		}
+	}
+	return n
+}
+
+// closeBatch closes the step-th share of the loop's WebSockets (all that are
+// left on the last step).
+func (ls *loopState) closeBatch(step, steps int, last bool) {
+	s := ls.srv
+	var batch []*conn
+	for _, c := range ls.conns {
+		if c.state == stWS && (last || int(c.idx)%steps == step) {
+			batch = append(batch, c)
+		}
+	}
+	for _, c := range batch {
+		after := jitter(s.cfg.ReconnectJitter).Milliseconds()
+		c.send(wsframe.Text([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(after, 10) + `}`)))
+		c.closeWS(wsframe.CloseGoingAway, "server shutting down", false)
+	}
+	ls.flush()
+}

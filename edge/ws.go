@@ -1,0 +1,215 @@
+package edge
+
+import (
+	"crypto/subtle"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/valyala/fasthttp"
+
+	"github.com/wsedge/wsedge/edge/wsframe"
+)
+
+// upgrade validates a WebSocket request (route, session id, draining, Origin,
+// API key) and lets gobwas/ws check the handshake and write the 101.
+func (s *Server) upgrade(c *conn, head []byte, path string) {
+	ls := c.ls
+	route, session, ok := parseWSPath(path)
+	switch {
+	case !ok || (route == routeChat && s.openChat == nil):
+		s.replyError(c, "ws", fasthttp.StatusNotFound, "not_found", "no such route", true)
+		return
+	case route == routeSession && !ValidID(session):
+		s.replyError(c, "ws", fasthttp.StatusBadRequest, "invalid_request", "session_id must be 1-128 characters of [A-Za-z0-9_.:-]", true)
+		return
+	case s.draining.Load():
+		s.replyError(c, "ws", fasthttp.StatusServiceUnavailable, "unavailable", "server is draining; reconnect elsewhere", true)
+		return
+	case !s.cfg.Debug && !originAllowed(string(ls.hdr.Peek("Origin")), s.cfg.AllowedHosts):
+		s.replyError(c, "ws", fasthttp.StatusForbidden, "forbidden", "origin not allowed", true)
+		return
+	case route == routeChat && !APIKeyAuthorized(s.cfg.AuthAPIKey, ls.hdr.Peek("Authorization"), ls.uri.QueryArgs().Peek("authorization")):
+		s.replyError(c, "ws", fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong API key", true)
+		return
+	}
+	ls.rd.Reset(head)
+	ls.out.Reset()
+	_, err := (&ws.Upgrader{}).Upgrade(readWriter{&ls.rd, &ls.out})
+	_, _ = c.gc.Write(ls.out.Bytes())
+	if err != nil {
+		s.metrics.httpRequests.WithLabelValues("ws", "400").Inc()
+		c.closeTCP = true
+		return
+	}
+	c.state = stWS
+	c.route = route
+	c.id = newConnID()
+	c.session = session
+	c.lastRx = time.Now().UnixNano()
+	c.openedAt = c.lastRx
+	s.metrics.connections.WithLabelValues("http").Dec()
+	s.metrics.connections.WithLabelValues(routeName(route)).Inc()
+	s.metrics.connects.WithLabelValues(routeName(route)).Inc()
+	switch route {
+	case routeSession:
+		c.send(wsframe.Text([]byte(`{"type":"connected","session_id":"` + session + `","connection_id":"` + c.id + `","user_type_required":true}`)))
+	case routeChat:
+		sink := &chatSink{c: c}
+		sink.alive.Store(true)
+		c.chat = s.openChat(c.id, sink)
+	}
+}
+
+type readWriter struct {
+	io.Reader
+	io.Writer
+}
+
+// parseWSPath splits /ws/session/<id>/ (trailing slash optional) and /ws/chat/.
+func parseWSPath(p string) (route uint8, session string, ok bool) {
+	switch p {
+	case "/ws/chat/", "/ws/chat":
+		return routeChat, "", true
+	}
+	const prefix = "/ws/session/"
+	if !strings.HasPrefix(p, prefix) {
+		return 0, "", false
+	}
+	id := strings.TrimSuffix(p[len(prefix):], "/")
+	if strings.Contains(id, "/") {
+		return 0, "", false
+	}
+	return routeSession, id, true
+}
+
+// ValidID reports whether id is a valid session or thread id: 1-128
+// characters of [A-Za-z0-9_.:-].
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '.' || b == ':' || b == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// APIKeyAuthorized checks an API key given as "<key>" or "Bearer <key>" in an
+// Authorization header, or as a query value, in constant time. An empty key
+// means no key is required.
+func APIKeyAuthorized(key string, header, query []byte) bool {
+	if key == "" {
+		return true
+	}
+	for _, v := range [][]byte{header, query} {
+		v = []byte(strings.TrimSpace(string(v)))
+		if len(v) > 7 && strings.EqualFold(string(v[:7]), "bearer ") {
+			v = []byte(strings.TrimSpace(string(v[7:])))
+		}
+		if len(v) > 0 && subtle.ConstantTimeCompare(v, []byte(key)) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// onWS reads every complete frame held for c.
+func (s *Server) onWS(c *conn) {
+	n := c.gc.InboundBuffered()
+	if n == 0 || n < c.need {
+		return
+	}
+	buf, _ := c.gc.Peek(n)
+	max := int64(s.cfg.MaxMessageSize)
+	off := 0
+	for off < len(buf) && (c.state == stWS || c.state == stClosing) && !c.closeTCP {
+		f, fn, need, err := wsframe.Parse(buf[off:], max)
+		if err == wsframe.ErrIncomplete {
+			c.need = need
+			break
+		}
+		if err != nil {
+			s.violation(c, err)
+			off = len(buf)
+			break
+		}
+		off += fn
+		c.need = 0
+		c.pingOut = false
+		c.ls.stats.framesIn++
+		c.ls.stats.bytesIn += uint64(fn)
+		s.onFrame(c, f)
+	}
+	if off > 0 {
+		_, _ = c.gc.Discard(off)
+	}
+	if !c.asm.InProgress() {
+		c.asm.Release()
+	}
+}
+
+func (s *Server) violation(c *conn, err error) {
+	code, reason := wsframe.CloseProtocolError, "protocol error"
+	if v, ok := err.(*wsframe.Error); ok {
+		code, reason = v.Code, v.Reason
+	}
+	if c.state == stWS {
+		c.closeWS(code, reason, false)
+	}
+	c.closeTCP = true
+}
+
+func (s *Server) onFrame(c *conn, f wsframe.Frame) {
+	switch f.Header.OpCode {
+	case ws.OpPing:
+		if c.state == stWS {
+			c.send(wsframe.AppendFrame(nil, ws.OpPong, f.Payload))
+		}
+		return
+	case ws.OpPong:
+		return
+	case ws.OpClose:
+		code, _, err := wsframe.ParseClose(f.Payload)
+		if err != nil {
+			s.violation(c, err)
+			return
+		}
+		if c.state == stWS {
+			// Echo the peer's code, as RFC 6455 §5.5.1 suggests.
+			reply := code
+			if code == wsframe.CloseNoStatus {
+				reply = wsframe.CloseNormal
+			}
+			c.closeWS(reply, "", false)
+		}
+		c.closeCode = int32(code)
+		c.closeTCP = true
+		return
+	}
+	if c.state != stWS {
+		return // data after our close frame is ignored (RFC 6455 §1.4)
+	}
+	op, msg, done, err := c.asm.Push(f, int64(s.cfg.MaxMessageSize))
+	if err != nil {
+		s.violation(c, err)
+		return
+	}
+	if !done {
+		return
+	}
+	switch c.route {
+	case routeSession:
+		s.onSessionMessage(c, op, msg)
+	case routeChat:
+		if op == ws.OpText {
+			c.chat.OnText(msg)
+		} else {
+			c.chat.OnBinary()
+		}
+	}
+}
