@@ -232,4 +232,3 @@ func apiError(status int, code, msg string) []byte {
 	_, _ = resp.WriteTo(&b)
 	return b.Bytes()
 }
-
