@@ -378,7 +378,11 @@ func (c *conn) sendJSON(v any) {
 }
 
 func (c *conn) sendError(code, msg string) {
-	c.sendJSON(map[string]string{"type": "error", "error": code, "message": msg})
+	c.sendJSON(struct {
+		Type    string `json:"type"`
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{"error", code, msg})
 }
 
 var errClosed = errors.New("closed")
