@@ -110,7 +110,9 @@ func TestListenerSeesBroadcast(t *testing.T) {
 	pr, pw := io.Pipe()
 	var out, errb syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(context.Background(), []string{"-hello", "agent,web", "-grace", "100ms", url}, pr, &out, &errb) }()
+	go func() {
+		done <- run(context.Background(), []string{"-hello", "agent,web", "-grace", "100ms", url}, pr, &out, &errb)
+	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(out.String(), "connected") {
 		if time.Now().After(deadline) {
