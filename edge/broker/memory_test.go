@@ -1,0 +1,63 @@
+package broker
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestMemory(t *testing.T) {
+	type step struct {
+		op      string // sub, unsub, pub, close
+		session string
+		want    []string // deliveries expected after a pub
+		err     error
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"no subscriber", []step{{op: "pub", session: "a"}}},
+		{"subscribed", []step{{op: "sub", session: "a"}, {op: "pub", session: "a", want: []string{"a"}}}},
+		{"other session", []step{{op: "sub", session: "a"}, {op: "pub", session: "b"}}},
+		{"unsubscribed", []step{{op: "sub", session: "a"}, {op: "unsub", session: "a"}, {op: "pub", session: "a"}}},
+		{"closed", []step{{op: "sub", session: "a"}, {op: "close"}, {op: "pub", session: "a", err: ErrClosed}, {op: "sub", session: "a", err: ErrClosed}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			m := NewMemory(func(s string, p []byte) { got = append(got, s) })
+			for i, s := range tt.steps {
+				got = nil
+				var err error
+				switch s.op {
+				case "sub":
+					err = m.Subscribe(s.session)
+				case "unsub":
+					err = m.Unsubscribe(s.session)
+				case "pub":
+					err = m.Publish(s.session, []byte("x"))
+				case "close":
+					err = m.Close()
+				}
+				if !errors.Is(err, s.err) {
+					t.Fatalf("step %d %s: err %v, want %v", i, s.op, err, s.err)
+				}
+				if len(got) != len(s.want) {
+					t.Fatalf("step %d %s: delivered %v, want %v", i, s.op, got, s.want)
+				}
+			}
+		})
+	}
+}
+
+func TestMemoryOrder(t *testing.T) {
+	var got []string
+	m := NewMemory(func(_ string, p []byte) { got = append(got, string(p)) })
+	_ = m.Subscribe("s")
+	for _, p := range []string{"1", "2", "3"} {
+		_ = m.Publish("s", []byte(p))
+	}
+	if len(got) != 3 || got[0] != "1" || got[1] != "2" || got[2] != "3" {
+		t.Fatalf("got %v, want [1 2 3]", got)
+	}
+}

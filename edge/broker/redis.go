@@ -1,0 +1,606 @@
+package broker
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
+)
+
+// Defaults of RedisOptions.
+const (
+	DefaultRedisBacklog = 10000
+	DefaultRedisShards  = 16
+	DefaultRedisTimeout = time.Second
+	// redisMaxBatch bounds one pipelined publish round trip; rueidis moves
+	// pipelines above BlockingPipeline (2000) to a separate pool, so stay below.
+	redisMaxBatch = 1024
+	// redisSubChunk bounds the channels named in one (S)SUBSCRIBE.
+	redisSubChunk = 512
+	// redisMaxBackoff keeps reconnect attempts frequent enough that delivery
+	// resumes well within 2 s of Redis coming back.
+	redisMaxBackoff = 500 * time.Millisecond
+)
+
+// RedisOptions configures the Redis broker.
+type RedisOptions struct {
+	// Client is the Redis connection; the broker does not close it.
+	Client rueidis.Client
+	// Instance names this process in logs and in the origin of what it
+	// publishes; a random suffix makes the origin unique per process.
+	Instance string
+	// Sharded selects SPUBLISH/SSUBSCRIBE on hash-tagged channels, for Redis
+	// Cluster; otherwise PUBLISH/SUBSCRIBE over one connection.
+	Sharded bool
+	// Shards is the number of channel groups (one subscriber connection each)
+	// when Sharded. Default DefaultRedisShards.
+	Shards int
+	// Backlog caps the publish queue (messages). Default DefaultRedisBacklog.
+	Backlog int
+	// Timeout bounds every Redis call. Default DefaultRedisTimeout.
+	Timeout time.Duration
+	// Logger receives connection state changes. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the wsedge_redis_* metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Redis is the cross-instance broker over Redis pub/sub.
+//
+// Publish delivers to local subscribers at once, on the caller's goroutine,
+// and queues one PUBLISH (SPUBLISH on a cluster) of an envelope carrying this
+// process's origin; envelopes that come back with our own origin are dropped.
+// Local delivery therefore never waits for Redis and keeps working while it is
+// away. One publisher goroutine sends the queue in order, so each publisher's
+// messages reach every remote listener in the order of the Publish calls.
+//
+// Subscriptions are state, not a queue: Subscribe and Unsubscribe edit the set
+// of wanted channels and wake the subscriber goroutine of the channel's group,
+// which brings its connection in line with the set (and after a reconnect,
+// subscribes to the whole set again). Their memory is bounded by the number of
+// sessions with local members.
+type Redis struct {
+	handler Handler
+	client  rueidis.Client
+	log     *slog.Logger
+	origin  string
+	sharded bool
+	timeout time.Duration
+	m       *redisMetrics
+
+	queue chan redisOutgoing
+	// down is set while Redis fails publishes; see Publish.
+	down atomic.Bool
+
+	mu     sync.RWMutex
+	local  map[string]struct{} // sessions subscribed on this instance
+	shards []*redisShard
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	closed  atomic.Bool
+	closeMu sync.Mutex // serializes Publish's enqueue with Close's channel close
+	wg      sync.WaitGroup
+}
+
+type redisOutgoing struct {
+	channel  string
+	envelope []byte
+}
+
+// NewRedis starts the broker's goroutines: one publisher and one subscriber
+// per channel group. Connections are made lazily, so NewRedis succeeds while
+// Redis is away.
+func NewRedis(h Handler, o RedisOptions) (*Redis, error) {
+	if o.Client == nil {
+		return nil, errors.New("broker: redis: nil client")
+	}
+	if h == nil {
+		return nil, errors.New("broker: redis: nil handler")
+	}
+	if o.Backlog <= 0 {
+		o.Backlog = DefaultRedisBacklog
+	}
+	if o.Shards <= 0 {
+		o.Shards = DefaultRedisShards
+	}
+	if !o.Sharded {
+		// Classic pub/sub is not slot-bound: one connection carries all.
+		o.Shards = 1
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultRedisTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	var nonce [4]byte
+	_, _ = crand.Read(nonce[:])
+	inst := o.Instance
+	if len(inst) > 200 {
+		inst = inst[:200]
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Redis{
+		handler: h,
+		client:  o.Client,
+		log:     o.Logger.With("component", "broker.redis"),
+		origin:  inst + "/" + hex.EncodeToString(nonce[:]),
+		sharded: o.Sharded,
+		timeout: o.Timeout,
+		queue:   make(chan redisOutgoing, o.Backlog),
+		local:   make(map[string]struct{}),
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+	m, err := newRedisMetrics(o.Registerer, func() float64 { return float64(len(b.queue)) })
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	b.m = m
+	for i := range o.Shards {
+		s := &redisShard{b: b, idx: i, want: make(map[string]string), kick: make(chan struct{}, 1)}
+		if o.Sharded {
+			s.prefix = "ws:session:{" + strconv.Itoa(i) + "}:"
+		} else {
+			s.prefix = "ws:session:"
+		}
+		b.shards = append(b.shards, s)
+	}
+	b.wg.Add(1 + len(b.shards))
+	go b.publishLoop()
+	for _, s := range b.shards {
+		go s.run()
+	}
+	return b, nil
+}
+
+// shardOf returns the channel group of a session. The group is part of the
+// channel name (a hash tag on a cluster), so all channels of one group live in
+// one slot and one SSUBSCRIBE connection serves them.
+func (b *Redis) shardOf(session string) *redisShard {
+	if len(b.shards) == 1 {
+		return b.shards[0]
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(session))
+	return b.shards[h.Sum32()%uint32(len(b.shards))]
+}
+
+// Publish implements Broker. It never blocks: local subscribers get the
+// payload now; the copy for other instances waits in the publish queue.
+//
+// At the queue's cap: while Redis answers (the queue is full because Redis is
+// slow), Publish returns ErrBacklogFull and delivers nothing, so the sender
+// learns its message was not sent. While Redis is failing, local delivery
+// goes on and the remote copy is dropped (counted in
+// wsedge_redis_dropped_total): other instances cannot be reached anyway.
+func (b *Redis) Publish(session string, payload []byte) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	env := encodeEnvelope(b.origin, payload)
+	out := redisOutgoing{channel: b.shardOf(session).prefix + session, envelope: env}
+	b.closeMu.Lock()
+	if b.closed.Load() {
+		b.closeMu.Unlock()
+		return ErrClosed
+	}
+	var queued bool
+	select {
+	case b.queue <- out:
+		queued = true
+	default:
+	}
+	b.closeMu.Unlock()
+	if !queued {
+		if !b.down.Load() {
+			b.m.dropped.WithLabelValues("publish", "backlog_full").Inc()
+			return ErrBacklogFull
+		}
+		b.m.dropped.WithLabelValues("publish", "redis_down").Inc()
+	}
+	b.mu.RLock()
+	_, ok := b.local[session]
+	b.mu.RUnlock()
+	if ok {
+		b.handler(session, payload)
+	}
+	return nil
+}
+
+// Subscribe implements Broker. Local delivery starts at once; the Redis
+// subscription follows asynchronously.
+func (b *Redis) Subscribe(session string) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	s := b.shardOf(session)
+	b.mu.Lock()
+	b.local[session] = struct{}{}
+	b.mu.Unlock()
+	s.mu.Lock()
+	s.want[s.prefix+session] = session
+	s.mu.Unlock()
+	s.wake()
+	return nil
+}
+
+// Unsubscribe implements Broker.
+func (b *Redis) Unsubscribe(session string) error {
+	s := b.shardOf(session)
+	b.mu.Lock()
+	delete(b.local, session)
+	b.mu.Unlock()
+	s.mu.Lock()
+	delete(s.want, s.prefix+session)
+	s.mu.Unlock()
+	s.wake()
+	return nil
+}
+
+// Close implements Broker. It sends what is queued (bounded by the timeout),
+// then closes the subscriber connections. The rueidis client stays open.
+func (b *Redis) Close() error {
+	b.closeMu.Lock()
+	if b.closed.Swap(true) {
+		b.closeMu.Unlock()
+		return nil
+	}
+	close(b.queue)
+	b.closeMu.Unlock()
+	// The publisher drains the queue and then cancels ctx for the subscribers;
+	// a stuck drain is cut off by the timeout.
+	t := time.AfterFunc(b.timeout, b.cancel)
+	b.wg.Wait()
+	t.Stop()
+	b.cancel()
+	return nil
+}
+
+// publishLoop sends the queue in order, in pipelined batches.
+func (b *Redis) publishLoop() {
+	defer b.wg.Done()
+	defer b.cancel()
+	batch := make([]redisOutgoing, 0, redisMaxBatch)
+	cmds := make(rueidis.Commands, 0, redisMaxBatch)
+	backoff := time.Duration(0)
+	for {
+		first, ok := <-b.queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < redisMaxBatch {
+			select {
+			case o, ok := <-b.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		cmds = cmds[:0]
+		for _, o := range batch {
+			if b.sharded {
+				cmds = append(cmds, b.client.B().Spublish().Channel(o.channel).Message(rueidis.BinaryString(o.envelope)).Build())
+			} else {
+				cmds = append(cmds, b.client.B().Publish().Channel(o.channel).Message(rueidis.BinaryString(o.envelope)).Build())
+			}
+		}
+		err := b.send(cmds)
+		clear(batch) // let the envelopes go
+		if err == nil {
+			if b.down.Swap(false) {
+				b.log.Info("redis publish recovered")
+			}
+			backoff = 0
+			continue
+		}
+		if !b.down.Swap(true) {
+			b.log.Warn("redis publish failing; remote delivery paused, local delivery continues", "err", err)
+		}
+		// What waited during the failure would arrive late and with gaps;
+		// drop it so that listeners see fresh messages once Redis is back,
+		// and wait a little so that a dead Redis is not hammered.
+		b.m.dropped.WithLabelValues("publish", "redis_down").Add(float64(len(batch) + b.drainQueue()))
+		backoff = nextBackoff(backoff)
+		select {
+		case <-time.After(backoff):
+		case <-b.ctx.Done():
+			return
+		}
+	}
+}
+
+func (b *Redis) drainQueue() int {
+	n := 0
+	for {
+		select {
+		case _, ok := <-b.queue:
+			if !ok {
+				return n
+			}
+			n++
+		default:
+			return n
+		}
+	}
+}
+
+// send runs one pipelined batch; it returns the first transport error
+// (Redis error replies are counted but do not mark Redis as down).
+func (b *Redis) send(cmds rueidis.Commands) error {
+	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
+	defer cancel()
+	start := time.Now()
+	res := b.client.DoMulti(ctx, cmds...)
+	b.m.latency.WithLabelValues("publish").Observe(time.Since(start).Seconds())
+	var first error
+	ok := 0
+	for _, r := range res {
+		err := r.Error()
+		if err == nil {
+			ok++
+			continue
+		}
+		b.m.errors.WithLabelValues("publish").Inc()
+		if _, isRedis := rueidis.IsRedisErr(err); !isRedis && first == nil {
+			first = fmt.Errorf("redis publish: %w", err)
+		}
+	}
+	b.m.published.Add(float64(ok))
+	return first
+}
+
+// deliver handles one message from Redis.
+func (b *Redis) deliver(session, message string) {
+	origin, payload, ok := decodeEnvelope(message)
+	switch {
+	case !ok:
+		b.m.received.WithLabelValues("invalid").Inc()
+		return
+	case origin == b.origin:
+		// Already delivered locally at Publish time.
+		b.m.received.WithLabelValues("own").Inc()
+		return
+	}
+	b.mu.RLock()
+	_, sub := b.local[session]
+	b.mu.RUnlock()
+	if !sub {
+		// Arrived between Unsubscribe and the UNSUBSCRIBE reaching Redis.
+		b.m.received.WithLabelValues("unsubscribed").Inc()
+		return
+	}
+	b.m.received.WithLabelValues("delivered").Inc()
+	b.handler(session, []byte(payload))
+}
+
+// redisShard owns one subscriber connection and the channels of its group.
+type redisShard struct {
+	b      *Redis
+	idx    int
+	prefix string
+	kick   chan struct{} // capacity 1: a pending wake-up is enough
+
+	mu   sync.Mutex
+	want map[string]string // channel -> session
+}
+
+func (s *redisShard) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run keeps a subscriber connection alive for as long as the broker lives,
+// reconnecting with a capped, jittered backoff.
+func (s *redisShard) run() {
+	defer s.b.wg.Done()
+	backoff := time.Duration(0)
+	for {
+		// Hold no connection while no channel is wanted.
+		s.mu.Lock()
+		idle := len(s.want) == 0
+		s.mu.Unlock()
+		if idle {
+			select {
+			case <-s.kick:
+				s.wake() // keep the signal for connect's first reconcile
+			case <-s.b.ctx.Done():
+				return
+			}
+		}
+		start := time.Now()
+		err := s.connect()
+		if s.b.ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			continue // every channel was dropped; wait for the next
+		}
+		s.b.m.reconnects.Inc()
+		if time.Since(start) > 5*time.Second {
+			backoff = 0 // it was a working connection that broke
+		}
+		backoff = nextBackoff(backoff)
+		s.b.log.Warn("redis pub/sub connection lost; resubscribing", "shard", s.idx, "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-s.b.ctx.Done():
+			return
+		}
+	}
+}
+
+// connect runs one connection's lifetime. It returns nil when no channel is
+// wanted any more, or an error when the connection failed.
+func (s *redisShard) connect() error {
+	dc, _ := s.b.client.Dedicate()
+	// Close, not the release func: the connection carries our subscriptions,
+	// and a broken one must not go back to the pool.
+	defer dc.Close()
+	lost := dc.SetPubSubHooks(rueidis.PubSubHooks{
+		OnMessage: func(m rueidis.PubSubMessage) {
+			if len(m.Channel) <= len(s.prefix) {
+				return
+			}
+			s.b.deliver(m.Channel[len(s.prefix):], m.Message)
+		},
+		OnSubscription: func(ps rueidis.PubSubSubscription) {
+			// A cluster unsubscribes us by itself when the slot moves.
+			if ps.Kind == "sunsubscribe" {
+				s.mu.Lock()
+				_, wanted := s.want[ps.Channel]
+				s.mu.Unlock()
+				if wanted {
+					s.b.log.Info("redis dropped a sharded subscription (slot moved); resubscribing", "channel", ps.Channel)
+					s.wake()
+				}
+			}
+		},
+	})
+	have := make(map[string]struct{})
+	s.wake()
+	for {
+		select {
+		case <-s.b.ctx.Done():
+			return nil
+		case err, ok := <-lost:
+			if !ok || err == nil {
+				err = errors.New("connection closed")
+			}
+			return fmt.Errorf("redis pub/sub: %w", err)
+		case <-s.kick:
+			done, err := s.reconcile(dc, have)
+			if err != nil {
+				return err
+			}
+			if done {
+				return nil
+			}
+		}
+	}
+}
+
+// reconcile subscribes to wanted channels the connection lacks and
+// unsubscribes from those no longer wanted. done reports that nothing is
+// wanted and nothing is held, so the connection can go.
+func (s *redisShard) reconcile(dc rueidis.DedicatedClient, have map[string]struct{}) (done bool, err error) {
+	var add, del []string
+	s.mu.Lock()
+	for ch := range s.want {
+		if _, ok := have[ch]; !ok {
+			add = append(add, ch)
+		}
+	}
+	for ch := range have {
+		if _, ok := s.want[ch]; !ok {
+			del = append(del, ch)
+		}
+	}
+	idle := len(s.want) == 0
+	s.mu.Unlock()
+	for len(add) > 0 {
+		n := min(len(add), redisSubChunk)
+		var cmd rueidis.Completed
+		if s.b.sharded {
+			cmd = dc.B().Ssubscribe().Channel(add[:n]...).Build()
+		} else {
+			cmd = dc.B().Subscribe().Channel(add[:n]...).Build()
+		}
+		if err := s.do(dc, "subscribe", cmd); err != nil {
+			return false, err
+		}
+		for _, ch := range add[:n] {
+			have[ch] = struct{}{}
+		}
+		add = add[n:]
+	}
+	if idle && len(have) == len(del) {
+		// Dropping the connection unsubscribes everything at once.
+		return true, nil
+	}
+	for len(del) > 0 {
+		n := min(len(del), redisSubChunk)
+		var cmd rueidis.Completed
+		if s.b.sharded {
+			cmd = dc.B().Sunsubscribe().Channel(del[:n]...).Build()
+		} else {
+			cmd = dc.B().Unsubscribe().Channel(del[:n]...).Build()
+		}
+		if err := s.do(dc, "unsubscribe", cmd); err != nil {
+			return false, err
+		}
+		for _, ch := range del[:n] {
+			delete(have, ch)
+		}
+		del = del[n:]
+	}
+	return false, nil
+}
+
+func (s *redisShard) do(dc rueidis.DedicatedClient, op string, cmd rueidis.Completed) error {
+	ctx, cancel := context.WithTimeout(s.b.ctx, s.b.timeout)
+	defer cancel()
+	start := time.Now()
+	err := dc.Do(ctx, cmd).Error()
+	s.b.m.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.b.m.errors.WithLabelValues(op).Inc()
+		return fmt.Errorf("redis %s: %w", op, err)
+	}
+	return nil
+}
+
+// nextBackoff doubles up to redisMaxBackoff, with ±25% jitter so that many
+// instances do not reconnect in lockstep.
+func nextBackoff(d time.Duration) time.Duration {
+	if d <= 0 {
+		d = 25 * time.Millisecond
+	} else {
+		d *= 2
+	}
+	d = min(d, redisMaxBackoff)
+	return d - d/4 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// Envelope layout: version byte 1, origin length byte, origin, payload.
+const envelopeVersion = 1
+
+func encodeEnvelope(origin string, payload []byte) []byte {
+	b := make([]byte, 0, 2+len(origin)+len(payload))
+	b = append(b, envelopeVersion, byte(len(origin)))
+	b = append(b, origin...)
+	return append(b, payload...)
+}
+
+// decodeEnvelope parses what arrives from Redis; anything malformed (another
+// writer on our channels, a future version) is rejected, not guessed at.
+func decodeEnvelope(s string) (origin, payload string, ok bool) {
+	if len(s) < 2 || s[0] != envelopeVersion {
+		return "", "", false
+	}
+	n := int(s[1])
+	if n == 0 || len(s) < 2+n {
+		return "", "", false
+	}
+	return s[2 : 2+n], s[2+n:], true
+}

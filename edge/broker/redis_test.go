@@ -1,0 +1,528 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/rueidis"
+
+	"github.com/wsedge/wsedge/internal/testenv"
+)
+
+// recorder is a Handler that keeps what it receives.
+type recorder struct {
+	mu  sync.Mutex
+	got map[string][]string // session -> payloads in arrival order
+}
+
+func newRecorder() *recorder { return &recorder{got: make(map[string][]string)} }
+
+func (r *recorder) handle(session string, payload []byte) {
+	r.mu.Lock()
+	r.got[session] = append(r.got[session], string(payload))
+	r.mu.Unlock()
+}
+
+func (r *recorder) messages(session string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.got[session]...)
+}
+
+func (r *recorder) has(session, payload string) bool {
+	for _, p := range r.messages(session) {
+		if p == payload {
+			return true
+		}
+	}
+	return false
+}
+
+// backend is a Redis deployment the broker runs against.
+type backend struct {
+	name    string
+	addrs   []string
+	sharded bool
+	stop    func()
+	start   func()
+}
+
+func backends(t *testing.T) []backend {
+	r := testenv.StartRedis(t)
+	c := testenv.StartRedisCluster(t, 3)
+	return []backend{
+		{name: "standalone", addrs: []string{r.Addr}, stop: r.Stop, start: r.Start},
+		{name: "cluster", addrs: c.Addrs, sharded: true, stop: c.Stop, start: c.Start},
+	}
+}
+
+func newClient(t testing.TB, addrs []string) rueidis.Client {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, DisableCache: true})
+	if err != nil {
+		t.Fatalf("rueidis client for %v: %v", addrs, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func newBroker(t testing.TB, be backend, name string, h Handler, mod func(*RedisOptions)) *Redis {
+	t.Helper()
+	o := RedisOptions{Client: newClient(t, be.addrs), Instance: name, Sharded: be.sharded}
+	if mod != nil {
+		mod(&o)
+	}
+	b, err := NewRedis(h, o)
+	if err != nil {
+		t.Fatalf("NewRedis: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// waitReady publishes probes from `from` until every recorder has seen one,
+// which proves the subscriptions of session are active in Redis.
+func waitReady(t testing.TB, from *Redis, session string, recs ...*recorder) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		probe := "probe:" + strconv.Itoa(i)
+		if err := from.Publish(session, []byte(probe)); err != nil && !errors.Is(err, ErrBacklogFull) {
+			t.Fatalf("probe publish: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		all := true
+		for _, r := range recs {
+			if !r.has(session, probe) {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session %s: subscriptions not active after 10s", session)
+		}
+	}
+}
+
+// withoutProbes drops readiness probes from a message list.
+func withoutProbes(ms []string) []string {
+	out := ms[:0:0]
+	for _, m := range ms {
+		if !strings.HasPrefix(m, "probe:") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// checkOrder verifies that every publisher's messages arrived complete and in
+// order. Messages are "<publisher>:<seq>".
+func checkOrder(t *testing.T, who string, ms []string, publishers []string, n int) {
+	t.Helper()
+	next := make(map[string]int)
+	for _, m := range withoutProbes(ms) {
+		pub, seqs, _ := strings.Cut(m, ":")
+		seq, err := strconv.Atoi(seqs)
+		if err != nil {
+			t.Fatalf("%s: bad message %q", who, m)
+		}
+		if seq != next[pub] {
+			t.Fatalf("%s: publisher %s: got seq %d, want %d (lost or reordered)", who, pub, seq, next[pub])
+		}
+		next[pub]++
+	}
+	for _, p := range publishers {
+		if next[p] != n {
+			t.Fatalf("%s: publisher %s: got %d messages, want %d", who, p, next[p], n)
+		}
+	}
+}
+
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRedisBroker(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			t.Run("OrderAcrossInstances", func(t *testing.T) { testOrderAcrossInstances(t, be) })
+			t.Run("ManySessions", func(t *testing.T) { testManySessions(t, be) })
+			t.Run("Unsubscribe", func(t *testing.T) { testUnsubscribe(t, be) })
+			t.Run("RedisDown", func(t *testing.T) { testRedisDown(t, be) })
+		})
+	}
+}
+
+// Three instances, concurrent publishers on each: every listener on every
+// instance gets every message, in order per publisher.
+func testOrderAcrossInstances(t *testing.T, be backend) {
+	const perPub = 300
+	const session = "order"
+	recs := []*recorder{newRecorder(), newRecorder(), newRecorder()}
+	var bs []*Redis
+	for i, r := range recs {
+		b := newBroker(t, be, "i"+strconv.Itoa(i), r.handle, nil)
+		if err := b.Subscribe(session); err != nil {
+			t.Fatal(err)
+		}
+		bs = append(bs, b)
+	}
+	waitReady(t, bs[0], session, recs...)
+	for _, r := range recs {
+		r.mu.Lock()
+		r.got = make(map[string][]string)
+		r.mu.Unlock()
+	}
+	var publishers []string
+	var wg sync.WaitGroup
+	for i, b := range bs {
+		for p := range 3 {
+			name := fmt.Sprintf("i%dp%d", i, p)
+			publishers = append(publishers, name)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for seq := range perPub {
+					for {
+						err := b.Publish(session, []byte(name+":"+strconv.Itoa(seq)))
+						if err == nil {
+							break
+						}
+						if !errors.Is(err, ErrBacklogFull) {
+							t.Errorf("publish: %v", err)
+							return
+						}
+						time.Sleep(time.Millisecond)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	want := perPub * len(publishers)
+	for i, r := range recs {
+		waitFor(t, fmt.Sprintf("instance %d to receive %d messages", i, want), 10*time.Second, func() bool {
+			return len(withoutProbes(r.messages(session))) >= want
+		})
+		checkOrder(t, fmt.Sprintf("instance %d", i), r.messages(session), publishers, perPub)
+	}
+}
+
+// Many sessions spread over channel groups: each instance receives exactly
+// the sessions it subscribed to.
+func testManySessions(t *testing.T, be backend) {
+	const sessions = 400
+	ra, rb := newRecorder(), newRecorder()
+	a := newBroker(t, be, "a", ra.handle, nil)
+	b := newBroker(t, be, "b", rb.handle, nil)
+	for i := range sessions {
+		s := "s" + strconv.Itoa(i)
+		if i%2 == 0 {
+			_ = b.Subscribe(s)
+		}
+	}
+	// Readiness: every even session must be live on b.
+	for i := 0; i < sessions; i += 2 {
+		s := "s" + strconv.Itoa(i)
+		waitFor(t, "subscription "+s, 10*time.Second, func() bool {
+			_ = a.Publish(s, []byte("probe:x"))
+			time.Sleep(time.Millisecond)
+			return rb.has(s, "probe:x")
+		})
+	}
+	for i := range sessions {
+		s := "s" + strconv.Itoa(i)
+		if err := a.Publish(s, []byte("a:0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range sessions {
+		s := "s" + strconv.Itoa(i)
+		if i%2 == 0 {
+			waitFor(t, "message on "+s, 5*time.Second, func() bool { return rb.has(s, "a:0") })
+		}
+	}
+	// Not-subscribed sessions never arrive, and a has no local subscribers.
+	time.Sleep(50 * time.Millisecond)
+	for i := 1; i < sessions; i += 2 {
+		if ms := rb.messages("s" + strconv.Itoa(i)); len(ms) != 0 {
+			t.Fatalf("b received %v for a session it never subscribed to", ms)
+		}
+	}
+	if len(ra.got) != 0 {
+		t.Fatalf("a delivered locally without subscribers: %v", ra.got)
+	}
+}
+
+func testUnsubscribe(t *testing.T, be backend) {
+	ra, rb := newRecorder(), newRecorder()
+	a := newBroker(t, be, "a", ra.handle, nil)
+	b := newBroker(t, be, "b", rb.handle, nil)
+	_ = a.Subscribe("u")
+	_ = b.Subscribe("u")
+	waitReady(t, a, "u", ra, rb)
+	_ = b.Unsubscribe("u")
+	if err := a.Publish("u", []byte("a:after")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "local delivery on a", time.Second, func() bool { return ra.has("u", "a:after") })
+	time.Sleep(100 * time.Millisecond)
+	if rb.has("u", "a:after") {
+		t.Fatal("b received a message after Unsubscribe")
+	}
+	// Subscribing again works on the same connection.
+	_ = b.Subscribe("u")
+	waitReady(t, a, "u", rb)
+}
+
+// Redis stopped: local delivery goes on, the queue stays at its cap, and
+// cross-instance delivery comes back by itself within 2 s of Redis returning.
+func testRedisDown(t *testing.T, be backend) {
+	const backlog = 64
+	reg := prometheus.NewRegistry()
+	ra, rb := newRecorder(), newRecorder()
+	a := newBroker(t, be, "a", ra.handle, func(o *RedisOptions) {
+		o.Backlog = backlog
+		o.Registerer = reg
+		o.Timeout = 300 * time.Millisecond
+	})
+	b := newBroker(t, be, "b", rb.handle, nil)
+	_ = a.Subscribe("d")
+	_ = b.Subscribe("d")
+	waitReady(t, a, "d", ra, rb)
+
+	be.stop()
+	// Let the publisher notice the outage.
+	for i := 0; !a.down.Load(); i++ {
+		if err := a.Publish("d", []byte("warm:"+strconv.Itoa(i))); err != nil && !errors.Is(err, ErrBacklogFull) {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		if i > 2000 {
+			t.Fatal("publisher never noticed that Redis is down")
+		}
+	}
+	const n = 5000
+	for i := range n {
+		if err := a.Publish("d", []byte("down:"+strconv.Itoa(i))); err != nil {
+			t.Fatalf("publish %d while Redis is down: %v (local delivery must go on)", i, err)
+		}
+		if d := len(a.queue); d > backlog {
+			t.Fatalf("queue depth %d above cap %d", d, backlog)
+		}
+	}
+	local := 0
+	for _, m := range ra.messages("d") {
+		if strings.HasPrefix(m, "down:") {
+			local++
+		}
+	}
+	if local != n {
+		t.Fatalf("local delivery while Redis is down: %d of %d", local, n)
+	}
+	if got := counterValue(t, a.m.dropped.WithLabelValues("publish", "redis_down")); got == 0 {
+		t.Fatal("no drops counted while Redis is down")
+	}
+
+	be.start()
+	back := time.Now()
+	waitReady(t, a, "d", rb)
+	waitReady(t, b, "d", ra)
+	if el := time.Since(back); el > 2*time.Second {
+		t.Fatalf("cross-instance delivery resumed %s after Redis returned, want ≤ 2s", el)
+	}
+	if got := counterValue(t, a.m.reconnects); got == 0 {
+		t.Fatal("reconnect not counted")
+	}
+	t.Logf("cross-instance delivery back %s after Redis returned", time.Since(back))
+}
+
+// A full queue while Redis is up but slow refuses the message and delivers
+// nothing, so the sender can be told.
+func TestRedisBrokerBacklogFull(t *testing.T) {
+	r := testenv.StartRedis(t)
+	be := backend{addrs: []string{r.Addr}}
+	ra, rb := newRecorder(), newRecorder()
+	a := newBroker(t, be, "a", ra.handle, func(o *RedisOptions) { o.Backlog = 8; o.Timeout = 5 * time.Second })
+	b := newBroker(t, be, "b", rb.handle, nil)
+	_ = a.Subscribe("f")
+	_ = b.Subscribe("f")
+	waitReady(t, a, "f", ra, rb)
+	ra.mu.Lock()
+	ra.got = map[string][]string{}
+	ra.mu.Unlock()
+	rb.mu.Lock()
+	rb.got = map[string][]string{}
+	rb.mu.Unlock()
+
+	// PUBLISH counts as a write for CLIENT PAUSE: Redis holds it for 500 ms.
+	if _, err := r.Command("CLIENT", "PAUSE", "500", "WRITE"); err != nil {
+		t.Fatalf("CLIENT PAUSE: %v", err)
+	}
+	var accepted []string
+	full := 0
+	for i := range 200 {
+		p := "a:" + strconv.Itoa(len(accepted))
+		err := a.Publish("f", []byte(p))
+		switch {
+		case err == nil:
+			accepted = append(accepted, p)
+		case errors.Is(err, ErrBacklogFull):
+			full++
+		default:
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	if full == 0 {
+		t.Fatal("no ErrBacklogFull with a paused Redis and a backlog of 8")
+	}
+	if got := len(ra.messages("f")); got != len(accepted) {
+		t.Fatalf("local deliveries %d, want %d (refused messages must not be delivered)", got, len(accepted))
+	}
+	waitFor(t, "remote delivery after the pause", 5*time.Second, func() bool { return len(rb.messages("f")) >= len(accepted) })
+	checkOrder(t, "b", rb.messages("f"), []string{"a"}, len(accepted))
+}
+
+func TestRedisBrokerClose(t *testing.T) {
+	r := testenv.StartRedis(t)
+	be := backend{addrs: []string{r.Addr}}
+	rec := newRecorder()
+	b := newBroker(t, be, "a", rec.handle, nil)
+	_ = b.Subscribe("c")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := b.Publish("c", []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
+	}
+	if err := b.Subscribe("c"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Subscribe after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestRedisBrokerMetricsRegister(t *testing.T) {
+	r := testenv.StartRedis(t)
+	reg := prometheus.NewRegistry()
+	c := newClient(t, []string{r.Addr})
+	b, err := NewRedis(func(string, []byte) {}, RedisOptions{Client: c, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := NewRedis(func(string, []byte) {}, RedisOptions{Client: c, Registerer: reg}); err == nil {
+		t.Fatal("second broker on one registry: want an error")
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "wsedge_redis_queue_depth" {
+			found = len(mf.GetMetric()) == 1 && mf.GetMetric()[0].GetGauge().GetValue() == 0
+		}
+	}
+	if !found {
+		t.Fatal("wsedge_redis_queue_depth{component=broker} missing or not 0")
+	}
+}
+
+func counterValue(t testing.TB, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	return d.GetCounter().GetValue()
+}
+
+func TestEnvelope(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		origin  string
+		payload string
+		ok      bool
+	}{
+		{"empty", "", "", "", false},
+		{"version only", "\x01", "", "", false},
+		{"wrong version", "\x02\x01ax", "", "", false},
+		{"zero origin", "\x01\x00x", "", "", false},
+		{"short origin", "\x01\x05abc", "", "", false},
+		{"empty payload", "\x01\x01a", "a", "", true},
+		{"ok", "\x01\x03abc{\"x\":1}", "abc", "{\"x\":1}", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, p, ok := decodeEnvelope(tt.in)
+			if ok != tt.ok || o != tt.origin || p != tt.payload {
+				t.Fatalf("decodeEnvelope(%q) = %q, %q, %v; want %q, %q, %v", tt.in, o, p, ok, tt.origin, tt.payload, tt.ok)
+			}
+		})
+	}
+	env := encodeEnvelope("inst/1234", []byte(`{"type":"session_message"}`))
+	if o, p, ok := decodeEnvelope(string(env)); !ok || o != "inst/1234" || p != `{"type":"session_message"}` {
+		t.Fatalf("round trip: %q %q %v", o, p, ok)
+	}
+}
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add("\x01\x03abc{}")
+	f.Add("")
+	f.Add("\x01\xffa")
+	f.Fuzz(func(t *testing.T, s string) {
+		o, p, ok := decodeEnvelope(s)
+		if !ok {
+			return
+		}
+		if len(o) == 0 || len(o) > 255 {
+			t.Fatalf("origin length %d", len(o))
+		}
+		if got := string(encodeEnvelope(o, []byte(p))); got != s {
+			t.Fatalf("re-encode %q != %q", got, s)
+		}
+	})
+}
+
+// Subscribing to a session and dropping it again must not leave a
+// connection: an idle shard holds nothing.
+func TestRedisBrokerIdleShardReleasesConnection(t *testing.T) {
+	r := testenv.StartRedis(t)
+	be := backend{addrs: []string{r.Addr}}
+	b := newBroker(t, be, "a", newRecorder().handle, nil)
+	_ = b.Subscribe("x")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := newClient(t, []string{r.Addr})
+	count := func() int64 {
+		res, err := c.Do(ctx, c.B().PubsubNumsub().Channel("ws:session:x").Build()).ToArray()
+		if err != nil || len(res) != 2 {
+			return -1
+		}
+		n, _ := res[1].AsInt64()
+		return n
+	}
+	waitFor(t, "subscription in Redis", 5*time.Second, func() bool { return count() == 1 })
+	_ = b.Unsubscribe("x")
+	waitFor(t, "unsubscription in Redis", 5*time.Second, func() bool { return count() == 0 })
+}
