@@ -5,6 +5,7 @@ package history
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -44,3 +45,6 @@ func Clean(s string) string {
 	}
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
+
+// ErrNotFound is returned for a thread that has no messages.
+var ErrNotFound = errors.New("thread not found")

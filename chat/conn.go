@@ -1,0 +1,394 @@
+package chat
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wsedge/wsedge/chat/history"
+	"github.com/wsedge/wsedge/chat/model"
+)
+
+// Error codes of chat error frames (PROTOCOL.md §2).
+const (
+	codeInvalidJSON    = "invalid_json"
+	codeInvalidMessage = "invalid_message"
+	codeDataRequired   = "data_required"
+	codeBusy           = "busy"
+	codeTurnInProgress = "turn_in_progress"
+	codeUpstream       = "upstream_error"
+	codeTextRequired   = "text_required"
+)
+
+// Conn is the chat protocol of one /ws/chat/ socket. OnText, OnBinary and
+// OnClose are called on the socket's event loop; the streaming turn runs on
+// a pool worker. mu orders what both sides send, so a client never sees a
+// frame of its next turn before the end of the previous one.
+type Conn struct {
+	s    *Service
+	id   string
+	sink Sink
+
+	mu     sync.Mutex
+	thread string // current thread: the last turn's
+	active *turn
+	closed bool
+}
+
+// turn is one accepted chat message and its answer.
+type turn struct {
+	c        *Conn
+	thread   string
+	message  string
+	channel  json.RawMessage
+	data     json.RawMessage
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	accepted time.Time
+
+	// Written only by the worker.
+	answer    strings.Builder // text sent to the client
+	firstSent bool
+}
+
+// Open starts the chat protocol for a socket that has just upgraded.
+func (s *Service) Open(connectionID string, sink Sink) *Conn {
+	return &Conn{s: s, id: connectionID, sink: sink}
+}
+
+func errorFrame(code, msg string) []byte {
+	b, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{"error", code, msg})
+	return b
+}
+
+// OnBinary answers a binary frame; the socket stays open.
+func (c *Conn) OnBinary() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.sink.Send(errorFrame(codeTextRequired, "frames must be JSON text"))
+	}
+}
+
+// OnClose cancels the streaming turn, if any: its upstream stream closes
+// within microseconds.
+func (c *Conn) OnClose() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.active != nil {
+		c.active.cancel(errClientGone)
+	}
+}
+
+var null = []byte("null")
+
+func isNull(raw json.RawMessage) bool { return len(raw) == 0 || bytes.Equal(raw, null) }
+
+// validThreadID: 1–128 characters of [A-Za-z0-9_.:-], as a session id.
+func validThreadID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch ch := id[i]; {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9',
+			ch == '_', ch == '.', ch == ':', ch == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func newThreadID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// OnText handles one complete text message. It never blocks: it validates,
+// answers errors through the sink, and hands an accepted turn to the pool.
+func (c *Conn) OnText(payload []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	fail := func(code, msg string) { c.sink.Send(errorFrame(code, msg)) }
+	if !json.Valid(payload) {
+		fail(codeInvalidJSON, "the message is not valid JSON")
+		return
+	}
+	var in map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &in); err != nil || in == nil {
+		fail(codeInvalidMessage, "the message must be a JSON object")
+		return
+	}
+	var typ string
+	if err := json.Unmarshal(in["type"], &typ); err != nil {
+		fail(codeInvalidMessage, `"type" must be "chat" or "cancel"`)
+		return
+	}
+	switch typ {
+	case "cancel":
+		if c.active != nil {
+			c.active.cancel(errClientCancel)
+		}
+		return
+	case "chat":
+	default:
+		fail(codeInvalidMessage, `"type" must be "chat" or "cancel"`)
+		return
+	}
+	var msg string
+	if err := json.Unmarshal(in["message"], &msg); err != nil || strings.TrimSpace(msg) == "" {
+		fail(codeInvalidMessage, `"message" must be a non-empty string`)
+		return
+	}
+	thread := c.thread
+	if raw := in["thread_id"]; !isNull(raw) {
+		if err := json.Unmarshal(raw, &thread); err != nil || !validThreadID(thread) {
+			fail(codeInvalidMessage, `"thread_id" must be 1-128 characters of A-Z a-z 0-9 _ . : -`)
+			return
+		}
+	}
+	var channel string
+	if raw := in["channel"]; !isNull(raw) {
+		if err := json.Unmarshal(raw, &channel); err != nil {
+			fail(codeInvalidMessage, `"channel" must be a string`)
+			return
+		}
+	}
+	if channel == "web" && isNull(in["data"]) {
+		fail(codeDataRequired, `"data" is required when "channel" is "web"`)
+		return
+	}
+	if c.active != nil {
+		fail(codeTurnInProgress, "a turn is already streaming on this connection; send cancel to stop it")
+		return
+	}
+	if err := c.s.pool.admit(); err != nil {
+		reason, text := "full", "the server is busy; try again shortly"
+		if errors.Is(err, errPoolClosing) {
+			reason, text = "shutting_down", "the server is shutting down; reconnect and try again"
+		}
+		c.s.m.rejections.WithLabelValues(reason).Inc()
+		fail(codeBusy, text)
+		return
+	}
+	if thread == "" {
+		thread = newThreadID()
+	}
+	c.thread = thread
+	t := &turn{c: c, thread: thread, message: msg, channel: in["channel"], data: in["data"], accepted: time.Now()}
+	t.ctx, t.cancel = context.WithCancelCause(c.s.base)
+	c.active = t
+	started, _ := json.Marshal(struct {
+		Type         string `json:"type"`
+		SessionID    string `json:"session_id"`
+		ThreadID     string `json:"thread_id"`
+		ConnectionID string `json:"connection_id"`
+	}{"session_started", thread, thread, c.id})
+	c.sink.Send(started)
+	c.s.pool.submit(t)
+}
+
+// errSinkGone stops a stream whose socket refused a frame.
+var errSinkGone = errors.New("chat socket refused a frame")
+
+// emit sends one token frame and remembers the text as sent.
+func (t *turn) emit(s *Service, delta string) error {
+	if !t.firstSent {
+		t.firstSent = true
+		s.m.ttft.Observe(time.Since(t.accepted).Seconds())
+	}
+	frame, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Content string `json:"content"`
+	}{"token", delta})
+	if !t.c.sink.Send(frame) {
+		t.cancel(errClientGone)
+		return errSinkGone
+	}
+	s.m.tokens.Inc()
+	t.answer.WriteString(delta)
+	return nil
+}
+
+// run executes a turn on a worker.
+func (s *Service) run(t *turn) {
+	defer t.cancel(nil)
+	outcome, kind, err := s.execute(t)
+	s.m.turns.WithLabelValues(outcome).Inc()
+	s.m.duration.Observe(time.Since(t.accepted).Seconds())
+	log := s.log.With("connection_id", t.c.id, "thread_id", t.thread, "outcome", outcome,
+		"duration", time.Since(t.accepted), "model", s.model.Name())
+	if err != nil {
+		s.m.upstream.WithLabelValues(kind).Inc()
+		log.Warn("chat turn failed", "type", kind, "err", err)
+	} else {
+		log.Debug("chat turn ended")
+	}
+}
+
+// execute streams the answer and ends the turn; it returns the outcome and,
+// for a failure, the error type and error.
+func (s *Service) execute(t *turn) (outcome, kind string, err error) {
+	ctx, cancel := context.WithTimeout(t.ctx, s.cfg.TurnTimeout)
+	defer cancel()
+
+	var stored []history.Message
+	if ctx.Err() == nil {
+		hctx, hcancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+		stored, err = s.history.Recent(hctx, t.thread, s.cfg.HistoryMessages)
+		hcancel()
+		if err != nil && t.ctx.Err() == nil {
+			s.fail(t)
+			return outcomeFailed, "history", err
+		}
+	}
+	if ctx.Err() == nil {
+		s.mirrorUser(t)
+	}
+	req := model.Request{
+		System:   s.cfg.SystemPrompt,
+		Messages: conversation(stored, t.message, s.cfg.HistoryMessages+1, s.cfg.HistoryChars),
+		Tools:    true,
+	}
+	var res model.Result
+	guarded := s.model.Guarded()
+	for attempt := 0; ; attempt++ {
+		if err = ctx.Err(); err != nil {
+			err = context.Cause(ctx)
+			break
+		}
+		req.Rewrite = attempt
+		var held []string
+		res, err = s.model.Stream(ctx, req, func(d string) error {
+			if guarded {
+				// Held until the attempt passes the guardrail: text of a
+				// blocked attempt never reaches the client.
+				held = append(held, d)
+				return nil
+			}
+			return t.emit(s, d)
+		})
+		if err != nil || !res.Blocked {
+			for _, d := range held {
+				if err == nil {
+					err = t.emit(s, d)
+				}
+			}
+			break
+		}
+		if !guarded || attempt >= s.cfg.Rewrites {
+			break
+		}
+		s.m.rewrites.Inc()
+	}
+
+	if err == nil && res.Blocked {
+		// Every attempt was blocked: say so, store nothing (neither the
+		// blocked answer nor the message that provoked it).
+		if !guarded && t.answer.Len() > 0 {
+			s.finish(t, nil, false)
+			s.mirrorAnswer(t, outcomeBlocked)
+			return outcomeBlocked, "", nil
+		}
+		if err = t.emit(s, s.cfg.BlockedAnswer); err == nil {
+			s.finish(t, nil, false)
+			s.mirrorAnswer(t, outcomeBlocked)
+			return outcomeBlocked, "", nil
+		}
+	}
+	if err != nil {
+		switch cause := context.Cause(t.ctx); {
+		case errors.Is(cause, errClientCancel):
+			s.store(t, false)
+			s.finish(t, nil, false)
+			s.mirrorAnswer(t, outcomeCancelled)
+			return outcomeCancelled, "", nil
+		case errors.Is(cause, errClientGone) || errors.Is(err, errSinkGone):
+			s.store(t, false)
+			s.finish(t, nil, false)
+			s.mirrorAnswer(t, outcomeDisconnected)
+			return outcomeDisconnected, "", nil
+		case errors.Is(cause, errShutdown):
+			s.fail(t)
+			return outcomeFailed, "shutdown", err
+		}
+		s.fail(t)
+		return outcomeFailed, model.ErrorKind(err), err
+	}
+	s.store(t, res.Escalate)
+	if res.Escalate {
+		s.finish(t, []byte(`{"type":"escalation","should_escalate":true}`), true)
+		s.mirrorAnswer(t, outcomeEscalated)
+		return outcomeEscalated, "", nil
+	}
+	s.finish(t, nil, false)
+	s.mirrorAnswer(t, outcomeCompleted)
+	return outcomeCompleted, "", nil
+}
+
+// finish ends the turn for the client: the frames in before (an error or
+// the escalation) then end; after an escalation the socket is closed with
+// 1000. The connection stops having an active turn in the same critical
+// section, so the client's next chat frame, sent after it sees end, is
+// accepted.
+func (s *Service) finish(t *turn, before []byte, escalation bool) {
+	c := t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.active == t {
+		c.active = nil
+	}
+	if c.closed {
+		return
+	}
+	if before != nil {
+		c.sink.Send(before)
+	}
+	c.sink.Send([]byte(`{"type":"end"}`))
+	if escalation {
+		c.closed = true
+		c.sink.Close(1000, "escalation")
+	}
+}
+
+// fail ends a failed turn with upstream_error then end. Nothing is stored.
+func (s *Service) fail(t *turn) {
+	msg := "the model failed to answer; please try again"
+	if errors.Is(context.Cause(t.ctx), errShutdown) {
+		msg = "the server is shutting down; please reconnect and try again"
+	}
+	s.finish(t, errorFrame(codeUpstream, msg), false)
+	s.mirrorEvent(t, `{"event":"error","error":"upstream_error"}`)
+}
+
+// store saves the user message and the answer sent (possibly partial) as a
+// pair. It runs after the turn's context may be cancelled, so it uses its
+// own deadline.
+func (s *Service) store(t *turn, escalated bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), s.cfg.StoreTimeout)
+	defer cancel()
+	err := s.history.Append(ctx, t.thread, []history.Message{
+		{Role: model.RoleUser, Content: t.message},
+		{Role: model.RoleAssistant, Content: t.answer.String(), Escalated: escalated},
+	})
+	if err != nil {
+		s.m.upstream.WithLabelValues("history").Inc()
+		s.log.Error("chat turn not stored", "thread_id", t.thread, "err", err)
+	}
+}

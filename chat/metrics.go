@@ -1,0 +1,94 @@
+package chat
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsedge/wsedge/chat/history"
+)
+
+// Turn outcomes, the label of wsedge_chat_turns_total.
+const (
+	outcomeCompleted    = "completed"
+	outcomeEscalated    = "escalated"
+	outcomeCancelled    = "cancelled"
+	outcomeDisconnected = "disconnected"
+	outcomeBlocked      = "blocked"
+	outcomeFailed       = "failed"
+)
+
+type metrics struct {
+	turns      *prometheus.CounterVec
+	ttft       prometheus.Histogram
+	duration   prometheus.Histogram
+	tokens     prometheus.Counter
+	rejections *prometheus.CounterVec
+	upstream   *prometheus.CounterVec
+	db         *prometheus.HistogramVec
+	rewrites   prometheus.Counter
+}
+
+// newMetrics registers the chat metrics on reg; gauges read the pool.
+func newMetrics(reg prometheus.Registerer, p *pool) (*metrics, error) {
+	latency := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	m := &metrics{
+		turns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_turns_total",
+			Help: "Chat turns by outcome (completed, escalated, cancelled, disconnected, blocked, failed)."}, []string{"outcome"}),
+		ttft: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wsedge_chat_time_to_first_token_seconds",
+			Help: "From the accepted chat frame to the first token frame queued for the client.", Buckets: latency}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wsedge_chat_turn_duration_seconds",
+			Help: "From the accepted chat frame to end.", Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300}}),
+		tokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "wsedge_chat_tokens_streamed_total",
+			Help: "Token frames queued for chat clients."}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_pool_rejections_total",
+			Help: "Chat turns refused with busy (reason: full, shutting_down)."}, []string{"reason"}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_upstream_errors_total",
+			Help: "Failed model or history calls by type."}, []string{"type"}),
+		db: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wsedge_chat_db_seconds",
+			Help: "History store call latency by operation and result.", Buckets: latency}, []string{"op", "result"}),
+		rewrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "wsedge_chat_guardrail_rewrites_total",
+			Help: "Answers regenerated after a guardrail intervention."}),
+	}
+	cs := []prometheus.Collector{m.turns, m.ttft, m.duration, m.tokens, m.rejections, m.upstream, m.db, m.rewrites,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsedge_chat_pool_queue_depth",
+			Help: "Accepted chat turns waiting for a worker."}, func() float64 { return float64(len(p.jobs)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsedge_chat_pool_running",
+			Help: "Chat turns running on a worker."}, func() float64 { return float64(p.running.Load()) }),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// timedStore records the latency of every history call.
+type timedStore struct {
+	history.Store
+	m *metrics
+}
+
+func (s timedStore) observe(op string, start time.Time, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	s.m.db.WithLabelValues(op, result).Observe(time.Since(start).Seconds())
+}
+
+func (s timedStore) Append(ctx context.Context, threadID string, msgs []history.Message) error {
+	start := time.Now()
+	err := s.Store.Append(ctx, threadID, msgs)
+	s.observe("append", start, err)
+	return err
+}
+
+func (s timedStore) Recent(ctx context.Context, threadID string, limit int) ([]history.Message, error) {
+	start := time.Now()
+	msgs, err := s.Store.Recent(ctx, threadID, limit)
+	s.observe("recent", start, err)
+	return msgs, err
+}

@@ -1,0 +1,257 @@
+// Package chat runs the chat side of wsedge: the /ws/chat/ protocol of one
+// socket (Conn), a bounded worker pool that streams model answers off the
+// event loop, thread history, mirroring to /ws/session/<thread_id>/
+// listeners, and the queries behind the HTTP API (Service.History,
+// Service.Summarize).
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsedge/wsedge/chat/history"
+	"github.com/wsedge/wsedge/chat/model"
+)
+
+// Sink is the edge's side of one chat WebSocket. Safe to call from any
+// goroutine; never blocks. Its methods must not call back into the Conn
+// synchronously (the Conn holds its lock while calling them).
+type Sink interface {
+	// Send queues one JSON text frame for the client, in call order. false =
+	// the socket is gone or its outbound queue is over the cap (the edge then
+	// closes it with 1013): stop the turn.
+	Send(payload []byte) bool
+	// Close sends a close frame (code, reason) after the frames already
+	// queued, then closes the socket.
+	Close(code uint16, reason string)
+}
+
+// Mirror publishes a frame to the listeners of /ws/session/<threadID>/ (the
+// edge's hub/broker). Never blocks.
+type Mirror interface {
+	Mirror(threadID string, payload []byte)
+}
+
+// Config tunes the service. Zero values take the defaults in brackets.
+type Config struct {
+	// Workers is how many turns stream at once [256]; Queue how many more
+	// accepted turns may wait for a worker [256]. Beyond both: busy.
+	Workers int
+	Queue   int
+	// TurnTimeout bounds a turn from the moment a worker takes it: history
+	// load, every model attempt and the stream [2m].
+	TurnTimeout time.Duration
+	// HistoryMessages and HistoryChars bound the thread history sent to the
+	// model with each turn: the most recent messages that fit both [20, 24000].
+	HistoryMessages int
+	HistoryChars    int
+	// HistoryLimit caps the messages returned by History and read by
+	// Summarize [1000].
+	HistoryLimit int
+	// StoreTimeout bounds each history read or write [5s].
+	StoreTimeout time.Duration
+	// Rewrites is MAXIMUM_GUARDRAIL_REWRITES: how many times an answer
+	// blocked by the guardrail is regenerated [2].
+	Rewrites int
+	// SystemPrompt is sent with every chat turn.
+	SystemPrompt string
+	// BlockedAnswer is streamed when every attempt was blocked.
+	BlockedAnswer string
+}
+
+func (c *Config) defaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.Workers, 256)
+	def(&c.Queue, 256)
+	def(&c.HistoryMessages, 20)
+	def(&c.HistoryChars, 24000)
+	def(&c.HistoryLimit, 1000)
+	if c.Rewrites < 0 {
+		c.Rewrites = 0
+	}
+	if c.TurnTimeout <= 0 {
+		c.TurnTimeout = 2 * time.Minute
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 5 * time.Second
+	}
+	if c.SystemPrompt == "" {
+		c.SystemPrompt = "You are a helpful customer support assistant. Answer briefly and clearly. " +
+			"If the user asks for a human or you cannot help, call the " + model.EscalationTool + " tool."
+	}
+	if c.BlockedAnswer == "" {
+		c.BlockedAnswer = "Sorry, I can't help with that request."
+	}
+}
+
+// Service owns the worker pool and everything a turn needs.
+type Service struct {
+	cfg     Config
+	model   model.Model
+	history history.Store
+	mirror  Mirror
+	log     *slog.Logger
+	m       *metrics
+	pool    *pool
+
+	base       context.Context
+	cancelBase context.CancelCauseFunc
+}
+
+// Causes of a turn's cancellation, told apart by context.Cause.
+var (
+	errClientCancel = errors.New("cancelled by the client")
+	errClientGone   = errors.New("chat socket closed")
+	errShutdown     = errors.New("server shutting down")
+)
+
+// New starts the worker pool. mirror may be nil (nothing is mirrored).
+func New(cfg Config, m model.Model, h history.Store, mirror Mirror, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	cfg.defaults()
+	if m == nil || h == nil {
+		return nil, errors.New("chat: model and history store are required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Service{cfg: cfg, model: m, mirror: mirror, log: log}
+	s.base, s.cancelBase = context.WithCancelCause(context.Background())
+	p := newPool(cfg.Workers, cfg.Queue, s.run)
+	met, err := newMetrics(reg, p)
+	if err != nil {
+		p.stop()
+		return nil, fmt.Errorf("chat metrics: %w", err)
+	}
+	s.pool, s.m, s.history = p, met, timedStore{Store: h, m: met}
+	log.Info("chat service started", "model", m.Name(), "guarded", m.Guarded(),
+		"workers", cfg.Workers, "queue", cfg.Queue, "turn_timeout", cfg.TurnTimeout)
+	return s, nil
+}
+
+// Shutdown refuses new turns and lets running ones finish until ctx is done;
+// then it cancels the rest (their clients get upstream_error and end) and
+// waits a moment for them to unwind. It returns ctx's error if it had to
+// cancel.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.pool.close()
+	idle := s.pool.idle()
+	var err error
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.cancelBase(errShutdown)
+		// Cancelled turns end within microseconds of their stream closing;
+		// the bound only guards against a store write that hangs.
+		select {
+		case <-idle:
+		case <-time.After(s.cfg.StoreTimeout + time.Second):
+		}
+	}
+	s.cancelBase(errShutdown)
+	s.pool.stop()
+	return err
+}
+
+// History returns the thread's messages, oldest first, at most
+// Config.HistoryLimit. An unknown thread is history.ErrNotFound.
+func (s *Service) History(ctx context.Context, threadID string) ([]history.Message, error) {
+	msgs, err := s.history.Recent(ctx, threadID, s.cfg.HistoryLimit)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) == 0 {
+		return nil, history.ErrNotFound
+	}
+	return msgs, nil
+}
+
+// summaryInstruction is the last user message of a summary request.
+const summaryInstruction = "Summarize the conversation above in a few sentences: what the user wanted, " +
+	"what was answered, and whether anything is still open."
+
+// Summarize asks the summary model for a summary of the thread.
+func (s *Service) Summarize(ctx context.Context, threadID string) (string, error) {
+	msgs, err := s.History(ctx, threadID)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.TurnTimeout)
+	defer cancel()
+	conv := conversation(msgs, summaryInstruction, s.cfg.HistoryLimit, 0)
+	var b strings.Builder
+	res, err := s.model.Stream(ctx, model.Request{
+		System:   "You write short, factual summaries of customer support conversations.",
+		Messages: conv, Summary: true,
+	}, func(d string) error { b.WriteString(d); return nil })
+	if err != nil {
+		s.m.upstream.WithLabelValues(model.ErrorKind(err)).Inc()
+		return "", fmt.Errorf("summarize %q: %w", threadID, err)
+	}
+	if res.Blocked {
+		return "", fmt.Errorf("summarize %q: the summary was blocked by the guardrail", threadID)
+	}
+	return strings.TrimSpace(b.String()), nil
+}
+
+// Placeholders for stored messages that cannot be sent to the model as is.
+const (
+	noAnswer        = "(no answer: the user cancelled)"
+	escalatedMarker = "[This conversation was escalated to a human agent.]"
+)
+
+// conversation turns stored messages plus the new user message into what
+// the model accepts: the most recent messages within maxMsgs and maxChars
+// (0: unbounded), starting with a user message, roles alternating, no
+// empty text.
+func conversation(stored []history.Message, user string, maxMsgs, maxChars int) []model.Message {
+	var out []model.Message
+	for _, m := range stored {
+		content := m.Content
+		if m.Role == model.RoleAssistant {
+			if m.Escalated {
+				content = strings.TrimSpace(content + "\n\n" + escalatedMarker)
+			} else if strings.TrimSpace(content) == "" {
+				content = noAnswer
+			}
+		} else if strings.TrimSpace(content) == "" {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].Role == m.Role {
+			out[n-1].Content += "\n\n" + content
+			continue
+		}
+		out = append(out, model.Message{Role: m.Role, Content: content})
+	}
+	if n := len(out); n > 0 && out[n-1].Role == model.RoleUser {
+		out[n-1].Content += "\n\n" + user
+	} else {
+		out = append(out, model.Message{Role: model.RoleUser, Content: user})
+	}
+	// Keep the newest messages within both bounds; the new message always.
+	start, chars := len(out)-1, len(out[len(out)-1].Content)
+	for start > 0 {
+		next := chars + len(out[start-1].Content)
+		if (maxMsgs > 0 && len(out)-start+1 > maxMsgs) || (maxChars > 0 && next > maxChars) {
+			break
+		}
+		start, chars = start-1, next
+	}
+	for start < len(out)-1 && out[start].Role != model.RoleUser {
+		start++
+	}
+	return out[start:]
+}
