@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // runChurn opens, hellos and closes connections from many loops for a fixed
-// time. Source addresses rotate over 127.0.1.x because the client closes
+// time. Source addresses rotate over 127.<run>.x.y because the client closes
 // first and its ports sit in TIME_WAIT.
 func runChurn(ctx context.Context, c *config, t *target) result {
 	r := result{Target: t.name, Scenario: "churn", Case: "connect+hello+close", Params: map[string]any{
@@ -22,9 +23,11 @@ func runChurn(ctx context.Context, c *config, t *target) result {
 		r.Error = err.Error()
 		return r
 	}
+	clientBefore, _ := cpuSeconds(os.Getpid())
 	var ok, failed atomic.Int64
 	var errOnce sync.Once
 	url := t.url("/ws/session/churn/")
+	run := byte(100 + c.runSeq())
 	stop := time.Now().Add(c.churnDuration)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -35,7 +38,7 @@ func runChurn(ctx context.Context, c *config, t *target) result {
 			defer wg.Done()
 			for i := 0; time.Now().Before(stop); i++ {
 				src := (w + i*c.churnWorkers) % c.churnSources
-				ip := net.IPv4(127, 0, 1+byte(src/250), 1+byte(src%250))
+				ip := net.IPv4(127, run, byte(src/250), 1+byte(src%250))
 				t0 := time.Now()
 				cl, err := connectHello(ctx, url, ip, c.dialTimeout)
 				if err != nil {
@@ -56,6 +59,7 @@ func runChurn(ctx context.Context, c *config, t *target) result {
 		r.Error = err.Error()
 		return r
 	}
+	clientAfter, _ := cpuSeconds(os.Getpid())
 	var all latencies
 	for _, l := range lat {
 		all = append(all, l...)
@@ -67,6 +71,7 @@ func runChurn(ctx context.Context, c *config, t *target) result {
 	all.addTo(&r, "connect_hello_")
 	if n > 0 {
 		r.add("server_cpu_per_conn", "µs", (after.cpu-before.cpu)/float64(n)*1e6)
+		r.add("client_cpu_per_conn", "µs", (clientAfter-clientBefore)/float64(n)*1e6)
 	}
 	r.add("rss_after", "MiB", float64(after.rss)/(1<<20))
 	if failed.Load() > 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -241,6 +242,7 @@ func runFanCase(ctx context.Context, c *config, t *target, fc fanCase, session s
 		r.Error = err.Error()
 		return r
 	}
+	clientBefore, _ := cpuSeconds(os.Getpid())
 	start := time.Now()
 	var sendErr atomic.Value
 	switch {
@@ -290,6 +292,7 @@ func runFanCase(ctx context.Context, c *config, t *target, fc fanCase, session s
 	}
 	end := g.waitDelivered(want, c.drainTimeout)
 	after, err := t.sample()
+	clientAfter, _ := cpuSeconds(os.Getpid())
 	g.close()
 	if err != nil {
 		r.Error = err.Error()
@@ -319,6 +322,9 @@ func runFanCase(ctx context.Context, c *config, t *target, fc fanCase, session s
 	r.add("server_cpu_ticks", "s", after.cpuTicks-before.cpuTicks)
 	if got > 0 {
 		r.add("server_cpu_per_delivery", "µs", cpu/float64(got)*1e6)
+		// The client shares the cores: its cost bounds how much of the
+		// latency is the server's.
+		r.add("client_cpu_per_delivery", "µs", (clientAfter-clientBefore)/float64(got)*1e6)
 	}
 	return r
 }

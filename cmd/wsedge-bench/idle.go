@@ -143,7 +143,7 @@ func runIdle(ctx context.Context, c *config, t *target) result {
 		n := min(c.idlePerProc, c.idleConns-off)
 		cmd := exec.CommandContext(ctx, self,
 			"-url", "ws://"+t.addr, "-n", fmt.Sprint(n), "-offset", fmt.Sprint(off),
-			"-session-size", fmt.Sprint(c.idleSessionSize), "-src", fmt.Sprintf("127.0.0.%d", 10+i),
+			"-session-size", fmt.Sprint(c.idleSessionSize), "-src", fmt.Sprintf("127.%d.0.%d", 10+c.runSeq(), 10+i),
 			"-concurrency", fmt.Sprint(c.idleConcurrency), "-timeout", c.dialTimeout.String())
 		cmd.Env = append(os.Environ(), roleEnv+"=idle-client")
 		cmd.Stderr = os.Stderr

@@ -95,6 +95,15 @@ type config struct {
 	churnDuration time.Duration
 	churnWorkers  int
 	churnSources  int
+
+	// runs counts scenario runs so that each uses its own range of source
+	// addresses: the previous run's client ports may still be in TIME_WAIT.
+	runs int
+}
+
+func (c *config) runSeq() int {
+	c.runs++
+	return c.runs % 80
 }
 
 func parseFlags(args []string) (*config, error) {
@@ -131,7 +140,7 @@ func parseFlags(args []string) (*config, error) {
 
 	fs.DurationVar(&c.churnDuration, "churn-duration", 5*time.Second, "churn: how long to connect+hello+close")
 	fs.IntVar(&c.churnWorkers, "churn-workers", 64, "churn: concurrent connect loops")
-	fs.IntVar(&c.churnSources, "churn-sources", 64, "churn: source addresses 127.0.1.1.. to spread TIME_WAIT over")
+	fs.IntVar(&c.churnSources, "churn-sources", 64, "churn: source addresses (127.<100+run>.x.y) to spread TIME_WAIT over")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -43,6 +44,7 @@ func dialWS(ctx context.Context, url string, localIP net.IP, timeout time.Durati
 			nd := net.Dialer{}
 			if localIP != nil {
 				nd.LocalAddr = &net.TCPAddr{IP: localIP}
+				nd.Control = bindNoPort
 			}
 			return nd.DialContext(ctx, network, addr)
 		},
@@ -62,6 +64,24 @@ func dialWS(ctx context.Context, url string, localIP net.IP, timeout time.Durati
 	_, _ = rand.Read(c.mask[:])
 	c.ctl <- struct{}{}
 	return c, nil
+}
+
+// ipBindAddressNoPort is Linux's IP_BIND_ADDRESS_NO_PORT, which the syscall
+// package does not name.
+const ipBindAddressNoPort = 24
+
+// bindNoPort defers the choice of the source port from bind to connect, so a
+// source address can reuse a port for a different destination and ports left
+// in TIME_WAIT by an earlier run do not stall the bind.
+func bindNoPort(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 func (c *wsClient) writeFrame(op ws.OpCode, p []byte) error {
