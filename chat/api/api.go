@@ -1,0 +1,230 @@
+// Package api serves the chat HTTP API (PROTOCOL.md §3):
+// GET /api/csrf-token/, POST /api/thread/history, POST /api/thread/summarize.
+//
+// The edge calls the handler off the event loop with a fully read request;
+// handlers may block on the database or the model, bounded by Config.Timeout.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/wsedge/wsedge/chat/history"
+)
+
+// Backend answers the API's queries (chat.Service implements it).
+type Backend interface {
+	// History returns the thread's messages oldest first, or
+	// history.ErrNotFound.
+	History(ctx context.Context, threadID string) ([]history.Message, error)
+	// Summarize returns a model-written summary, or history.ErrNotFound.
+	Summarize(ctx context.Context, threadID string) (string, error)
+}
+
+// Config configures the handler.
+type Config struct {
+	// APIKey, when set, is required in the Authorization header of POST
+	// requests (as is or after "Bearer ").
+	APIKey string
+	// CSRFSecret signs CSRF tokens; required.
+	CSRFSecret []byte
+	// CSRFTTL is how long a token stays valid [12h].
+	CSRFTTL time.Duration
+	// MaxBody caps a request body [64 KiB]; larger is 413.
+	MaxBody int
+	// Timeout bounds one request's database and model work [2m].
+	Timeout time.Duration
+}
+
+type handler struct {
+	cfg  Config
+	b    Backend
+	log  *slog.Logger
+	csrf csrf
+}
+
+// NewHandler returns the API's request handler.
+func NewHandler(cfg Config, b Backend, log *slog.Logger) (fasthttp.RequestHandler, error) {
+	if len(cfg.CSRFSecret) == 0 {
+		return nil, errors.New("api: a CSRF secret is required")
+	}
+	if b == nil {
+		return nil, errors.New("api: backend is required")
+	}
+	if cfg.CSRFTTL <= 0 {
+		cfg.CSRFTTL = 12 * time.Hour
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 64 << 10
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{cfg: cfg, b: b, log: log, csrf: csrf{secret: cfg.CSRFSecret, ttl: cfg.CSRFTTL}}
+	return h.serve, nil
+}
+
+// Authorized reports whether a request carries apiKey, in the Authorization
+// header (as is, or after "Bearer ") or in the authorization query value.
+// It is true when apiKey is empty. Comparisons take constant time.
+func Authorized(apiKey string, authorizationHeader, queryValue []byte) bool {
+	if apiKey == "" {
+		return true
+	}
+	key := []byte(apiKey)
+	h := bytes.TrimSpace(authorizationHeader)
+	if len(h) > 7 && bytes.EqualFold(h[:7], []byte("bearer ")) {
+		h = bytes.TrimSpace(h[7:])
+	}
+	okHeader := subtle.ConstantTimeCompare(h, key) == 1
+	okQuery := subtle.ConstantTimeCompare(queryValue, key) == 1
+	return okHeader || okQuery
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = fasthttp.StatusInternalServerError, []byte(`{"error":"internal","message":"encoding failed"}`)
+	}
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.SetContentType("application/json")
+	ctx.SetStatusCode(status)
+	ctx.SetBody(b)
+}
+
+func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string) {
+	writeJSON(ctx, status, struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{code, msg})
+}
+
+func (h *handler) serve(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Path())
+	if n := len(path); n > 1 && path[n-1] == '/' {
+		path = path[:n-1]
+	}
+	switch path {
+	case "/api/csrf-token":
+		if !ctx.IsGet() && !ctx.IsHead() {
+			ctx.Response.Header.Set("Allow", "GET, HEAD")
+			writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+			return
+		}
+		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"csrfToken": h.csrf.issue(time.Now())})
+	case "/api/thread/history":
+		h.post(ctx, h.history)
+	case "/api/thread/summarize":
+		h.post(ctx, h.summarize)
+	default:
+		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such route")
+	}
+}
+
+// post runs the checks every POST route shares, in the protocol's order:
+// method, API key (401), CSRF token (403), body size (413), body (400).
+func (h *handler) post(ctx *fasthttp.RequestCtx, next func(context.Context, *fasthttp.RequestCtx, string)) {
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return
+	}
+	if !Authorized(h.cfg.APIKey, ctx.Request.Header.Peek("Authorization"), nil) {
+		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid Authorization header is required")
+		return
+	}
+	if !h.csrf.valid(ctx.Request.Header.Peek("X-CSRFToken"), time.Now()) {
+		writeError(ctx, fasthttp.StatusForbidden, "csrf_failed", "a valid X-CSRFToken header is required (GET /api/csrf-token/)")
+		return
+	}
+	body := ctx.PostBody()
+	if len(body) > h.cfg.MaxBody || ctx.Request.Header.ContentLength() > h.cfg.MaxBody {
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "the request body is too large")
+		return
+	}
+	if !json.Valid(body) {
+		writeError(ctx, fasthttp.StatusBadRequest, "invalid_json", "the body is not valid JSON")
+		return
+	}
+	var in struct {
+		ThreadID *string `json:"thread_id"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil || in.ThreadID == nil || !validThreadID(*in.ThreadID) {
+		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request",
+			`the body must be {"thread_id":"…"} with 1-128 characters of A-Z a-z 0-9 _ . : -`)
+		return
+	}
+	c, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
+	defer cancel()
+	next(c, ctx, *in.ThreadID)
+}
+
+func (h *handler) backendError(ctx *fasthttp.RequestCtx, op, threadID string, err error) {
+	if errors.Is(err, history.ErrNotFound) {
+		writeError(ctx, fasthttp.StatusNotFound, "thread_not_found", "no thread with this thread_id")
+		return
+	}
+	h.log.Warn("chat api failed", "op", op, "thread_id", threadID, "err", err)
+	writeError(ctx, fasthttp.StatusServiceUnavailable, "unavailable", "the service is temporarily unavailable; try again")
+}
+
+type apiMessage struct {
+	Role      string `json:"role"`
+	Content   string `json:"content"`
+	CreatedAt string `json:"created_at"`
+	Escalated bool   `json:"escalated,omitempty"`
+}
+
+func (h *handler) history(c context.Context, ctx *fasthttp.RequestCtx, threadID string) {
+	msgs, err := h.b.History(c, threadID)
+	if err != nil {
+		h.backendError(ctx, "history", threadID, err)
+		return
+	}
+	out := make([]apiMessage, len(msgs))
+	for i, m := range msgs {
+		out[i] = apiMessage{Role: m.Role, Content: m.Content, CreatedAt: m.CreatedAt.UTC().Format(time.RFC3339Nano), Escalated: m.Escalated}
+	}
+	writeJSON(ctx, fasthttp.StatusOK, struct {
+		ThreadID string       `json:"thread_id"`
+		Messages []apiMessage `json:"messages"`
+	}{threadID, out})
+}
+
+func (h *handler) summarize(c context.Context, ctx *fasthttp.RequestCtx, threadID string) {
+	sum, err := h.b.Summarize(c, threadID)
+	if err != nil {
+		h.backendError(ctx, "summarize", threadID, err)
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, struct {
+		ThreadID string `json:"thread_id"`
+		Summary  string `json:"summary"`
+	}{threadID, sum})
+}
+
+// validThreadID: 1–128 characters of [A-Za-z0-9_.:-].
+func validThreadID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch ch := id[i]; {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9',
+			ch == '_', ch == '.', ch == ':', ch == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
