@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/wsedge/wsedge/chat"
+	"github.com/wsedge/wsedge/chat/api"
+	"github.com/wsedge/wsedge/chat/history"
+	"github.com/wsedge/wsedge/chat/model"
+)
+
+// chatConfig is the chat side's configuration, parsed once.
+type chatConfig struct {
+	Service chat.Config
+	API     api.Config
+	// CSRFSecretRandom: no CSRF_SECRET_KEY nor SECRET_KEY; tokens work only
+	// on this instance until it restarts.
+	CSRFSecretRandom bool
+
+	Bedrock       model.BedrockConfig // AWS is loaded by newChat
+	BedrockRegion string
+	LocalDelay    time.Duration
+
+	DatabaseURL      string
+	DatabaseMaxConns int
+}
+
+func loadChatConfig(e env, secretKey string) (chatConfig, error) {
+	var c chatConfig
+	var errs []error
+	check := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var err error
+	c.API.APIKey = e.str("", "AUTH_API_KEY")
+	if s := e.str(secretKey, "CSRF_SECRET_KEY"); s != "" {
+		c.API.CSRFSecret = []byte(s)
+	} else {
+		c.API.CSRFSecret = make([]byte, 32)
+		_, _ = rand.Read(c.API.CSRFSecret)
+		c.CSRFSecretRandom = true
+	}
+	c.API.Timeout, err = e.duration(2*time.Minute, time.Second, time.Hour, "CHAT_API_TIMEOUT")
+	check(err)
+	c.API.MaxBody, err = e.size(64<<10, 1<<10, 16<<20, "CHAT_API_MAX_BODY")
+	check(err)
+
+	s := &c.Service
+	s.Workers, err = e.integer(256, 1, 100000, "CHAT_WORKERS")
+	check(err)
+	s.Queue, err = e.integer(256, 1, 100000, "CHAT_QUEUE")
+	check(err)
+	s.TurnTimeout, err = e.duration(2*time.Minute, time.Second, time.Hour, "CHAT_TURN_TIMEOUT")
+	check(err)
+	s.HistoryMessages, err = e.integer(20, 1, 1000, "CHAT_HISTORY_MESSAGES")
+	check(err)
+	s.HistoryChars, err = e.integer(24000, 100, 1<<22, "CHAT_HISTORY_CHARS")
+	check(err)
+	s.Rewrites, err = e.integer(2, 0, 10, "MAXIMUM_GUARDRAIL_REWRITES")
+	check(err)
+	s.SystemPrompt = e.str("", "CHAT_SYSTEM_PROMPT")
+
+	b := &c.Bedrock
+	b.ChatModelID = e.str("", "BEDROCK_MODEL_ID_CHAT")
+	b.SummaryModelID = e.str(b.ChatModelID, "BEDROCK_MODEL_ID_SUMMARY")
+	b.GuardrailID = e.str("", "BEDROCK_GUARDRAIL_ID")
+	b.GuardrailVersion = e.str("", "BEDROCK_GUARDRAIL_VERSION")
+	if (b.GuardrailID == "") != (b.GuardrailVersion == "") {
+		errs = append(errs, errors.New("BEDROCK_GUARDRAIL_ID and BEDROCK_GUARDRAIL_VERSION must be set together"))
+	}
+	if b.ChatModelID == "" && (b.GuardrailID != "" || e.str("", "BEDROCK_MODEL_ID_SUMMARY") != "") {
+		errs = append(errs, errors.New("BEDROCK_GUARDRAIL_*/BEDROCK_MODEL_ID_SUMMARY need BEDROCK_MODEL_ID_CHAT"))
+	}
+	maxTokens, err := e.integer(1024, 1, 1<<20, "BEDROCK_MAX_TOKENS")
+	check(err)
+	b.MaxTokens = int32(maxTokens)
+	b.IdleTimeout, err = e.duration(30*time.Second, 100*time.Millisecond, time.Hour, "BEDROCK_IDLE_TIMEOUT")
+	check(err)
+	b.Retries, err = e.integer(0, 0, 10, "BEDROCK_RETRIES")
+	check(err)
+	b.Clients = s.Workers
+	c.BedrockRegion = e.str("", "AWS_BEDROCK_REGION")
+	c.LocalDelay, err = e.duration(30*time.Millisecond, 0, 10*time.Second, "LOCAL_MODEL_DELAY")
+	check(err)
+
+	c.DatabaseURL = e.str("", "DATABASE_URL")
+	if host := e.str("", "PSQL_HOST"); c.DatabaseURL == "" && host != "" {
+		port, err := e.integer(5432, 1, 65535, "PSQL_PORT")
+		check(err)
+		u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(host, fmt.Sprint(port)),
+			Path: "/" + e.str("postgres", "PSQL_STATE_DATABASE", "PSQL_DATABASE")}
+		user := e.str("", "PSQL_BOT_USERNAME", "PSQL_USERNAME", "PSQL_USER")
+		if pw, _, ok := e.first("PSQL_BOT_PASSWORD", "PSQL_PASSWORD"); ok {
+			u.User = url.UserPassword(user, pw)
+		} else if user != "" {
+			u.User = url.User(user)
+		}
+		if mode := e.str("", "PSQL_SSLMODE"); mode != "" {
+			u.RawQuery = url.Values{"sslmode": {mode}}.Encode()
+		}
+		c.DatabaseURL = u.String()
+	}
+	c.DatabaseMaxConns, err = e.integer(10, 1, 1000, "DATABASE_MAX_CONNS")
+	check(err)
+	return c, errors.Join(errs...)
+}
+
+// newChat builds model, history store (running migrations), worker pool and
+// API handler. close drains turns and releases the pool/db.
+func newChat(ctx context.Context, cfg chatConfig, mirror chat.Mirror, log *slog.Logger,
+	reg prometheus.Registerer) (svc *chat.Service, apiHandler fasthttp.RequestHandler, close func(context.Context) error, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CSRFSecretRandom {
+		log.Warn("chat: neither CSRF_SECRET_KEY nor SECRET_KEY is set; CSRF tokens use a random secret and work only on this instance until it restarts")
+	}
+	var m model.Model
+	if cfg.Bedrock.ChatModelID == "" {
+		m = model.Local{Delay: cfg.LocalDelay}
+		log.Warn("chat: using the LOCAL DEMO MODEL (BEDROCK_MODEL_ID_CHAT is not set): answers are canned and echo the request")
+	} else {
+		var opts []func(*awsconfig.LoadOptions) error
+		if cfg.BedrockRegion != "" {
+			opts = append(opts, awsconfig.WithRegion(cfg.BedrockRegion))
+		}
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("chat: aws config: %w", err)
+		}
+		bc := cfg.Bedrock
+		bc.AWS = awsCfg
+		b, err := model.NewBedrock(bc)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("chat: %w", err)
+		}
+		m = b
+		log.Info("chat: using Amazon Bedrock", "model", bc.ChatModelID, "summary_model", bc.SummaryModelID,
+			"region", awsCfg.Region, "guardrail", bc.GuardrailID != "")
+	}
+
+	var store history.Store
+	if cfg.DatabaseURL == "" {
+		store = history.NewMemory(0, 0)
+		log.Warn("chat: thread history is in memory (DATABASE_URL is not set): it is lost on restart and not shared between instances")
+	} else {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		pg, err := history.OpenPostgres(octx, cfg.DatabaseURL, int32(cfg.DatabaseMaxConns))
+		cancel()
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("chat: %w", err)
+		}
+		store = pg
+		log.Info("chat: thread history in PostgreSQL", "max_conns", cfg.DatabaseMaxConns)
+	}
+
+	svc, err = chat.New(cfg.Service, m, store, mirror, log, reg)
+	if err != nil {
+		store.Close()
+		return nil, nil, nil, err
+	}
+	apiHandler, err = api.NewHandler(cfg.API, svc, log)
+	if err != nil {
+		_ = svc.Shutdown(ctx)
+		store.Close()
+		return nil, nil, nil, err
+	}
+	close = func(ctx context.Context) error {
+		err := svc.Shutdown(ctx)
+		store.Close()
+		return err
+	}
+	return svc, apiHandler, close, nil
+}
