@@ -196,11 +196,11 @@ func TestNewChatBedrockPostgres(t *testing.T) {
 		}
 		return closeFn, h, sink
 	}
-	closeFn, h, _ := start()
+	closeFn, _, _ := start()
 	if err := closeFn(ctx); err != nil {
 		t.Fatal(err)
 	}
-	closeFn, h, _ = start() // a restarted server: same database, migrations again
+	closeFn, h, _ := start() // a restarted server: same database, migrations again
 	defer closeFn(ctx)
 
 	_, tok := callAPI(t, h, "GET", "/api/csrf-token/", "", "")
