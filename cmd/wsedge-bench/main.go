@@ -253,6 +253,7 @@ func runDriver(ctx context.Context, args []string, stdout *os.File) error {
 			}
 		}
 	}
+	rep.Machine.LoadEnd = loadavg()
 	if c.jsonPath != "" {
 		if err := rep.writeJSON(c.jsonPath); err != nil {
 			return err

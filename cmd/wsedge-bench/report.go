@@ -47,6 +47,22 @@ type machine struct {
 	GoVersion string `json:"go_version"`
 	Kernel    string `json:"kernel"`
 	NoFile    string `json:"nofile_limit"`
+	// Load averages at the start and end of the run: other work on the
+	// machine shares the cores and moves every number.
+	LoadStart string `json:"loadavg_start"`
+	LoadEnd   string `json:"loadavg_end,omitempty"`
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 type report struct {
@@ -58,7 +74,7 @@ type report struct {
 }
 
 func describeMachine() machine {
-	m := machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	m := machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), LoadStart: loadavg()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
@@ -91,6 +107,7 @@ func (rep *report) writeMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "- generated: %s\n- machine: %d CPUs, %s, kernel %s, open files %s\n- command: `%s`\n",
 		rep.GeneratedAt.UTC().Format(time.RFC3339), rep.Machine.CPUs, rep.Machine.GoVersion,
 		rep.Machine.Kernel, rep.Machine.NoFile, rep.Command)
+	fmt.Fprintf(&b, "- load average (1/5/15 min) at start: %s, at end: %s\n", rep.Machine.LoadStart, rep.Machine.LoadEnd)
 	fmt.Fprintf(&b, "- client and server share the machine; the server process is started by the driver.\n")
 
 	type key struct{ scenario, cas string }
