@@ -93,7 +93,10 @@ func (ls *loopState) writeStalled(c *conn, now int64) bool {
 // drainSockets sends every WebSocket a reconnect hint and a 1001 close, in
 // batches spread over DrainSpread, then waits for sockets to go (or ctx).
 func (s *Server) drainSockets(ctx context.Context) {
-	const steps = 10
+	steps := 10
+	if s.cfg.DrainSpread <= 0 || s.wsOpen() == 0 {
+		steps = 1
+	}
 	for i := 0; i < steps; i++ {
 		last := i == steps-1
 		for _, ls := range s.allLoops() {
@@ -103,7 +106,7 @@ func (s *Server) drainSockets(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(s.cfg.DrainSpread / steps):
+			case <-time.After(s.cfg.DrainSpread / time.Duration(steps)):
 			}
 		}
 	}
