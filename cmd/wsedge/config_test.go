@@ -14,9 +14,9 @@ import (
 	"github.com/wsedge/wsedge/edge"
 )
 
-const realSecret = "k3Jd9-q8Zr_2Lm4Xv7Tn0Wb6Yc1Ps5Hg"
+const cfgSecret = "k3Jd9-q8Zr_2Lm4Xv7Tn0Wb6Yc1Ps5Hg"
 
-func mapEnv(m map[string]string) env {
+func cfgEnv(m map[string]string) env {
 	return func(k string) (string, bool) {
 		v, ok := m[k]
 		return v, ok
@@ -24,26 +24,26 @@ func mapEnv(m map[string]string) env {
 }
 
 // prod is a minimal valid DEBUG=0 environment plus the given overrides.
-func prod(kv ...string) map[string]string {
-	m := map[string]string{"SECRET_KEY": realSecret, "ALLOWED_HOSTS": "example.com"}
+func cfgProd(kv ...string) map[string]string {
+	m := map[string]string{"SECRET_KEY": cfgSecret, "ALLOWED_HOSTS": "example.com"}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}
 	return m
 }
 
-func load(t *testing.T, m map[string]string) config {
+func cfgLoad(t *testing.T, m map[string]string) config {
 	t.Helper()
-	c, err := loadConfig(mapEnv(m))
+	c, err := loadConfig(cfgEnv(m))
 	if err != nil {
 		t.Fatalf("loadConfig(%v): %v", m, err)
 	}
 	return c
 }
 
-func loadErr(t *testing.T, m map[string]string) string {
+func cfgLoadErr(t *testing.T, m map[string]string) string {
 	t.Helper()
-	_, err := loadConfig(mapEnv(m))
+	_, err := loadConfig(cfgEnv(m))
 	if err == nil {
 		t.Fatalf("loadConfig(%v) accepted", m)
 	}
@@ -59,10 +59,10 @@ func TestConfigDefaults(t *testing.T) {
 		hosts []string
 	}{
 		{"debug, nothing else", map[string]string{"DEBUG": "1"}, true, nil},
-		{"production minimum", prod(), false, []string{"example.com"}},
+		{"production minimum", cfgProd(), false, []string{"example.com"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := load(t, tc.env)
+			c := cfgLoad(t, tc.env)
 			want := edge.Defaults()
 			want.InstanceID = host
 			want.Debug = tc.debug
@@ -87,39 +87,39 @@ func TestConfigValues(t *testing.T) {
 		env   map[string]string
 		check func(c config) bool
 	}{
-		{"ADDR", prod("ADDR", "127.0.0.1:9000"), func(c config) bool { return c.Edge.Addr == "127.0.0.1:9000" }},
-		{"ADMIN_ADDR", prod("ADMIN_ADDR", ":9191"), func(c config) bool { return c.AdminAddr == ":9191" }},
-		{"INSTANCE_ID", prod("INSTANCE_ID", "i-0abc"), func(c config) bool { return c.Edge.InstanceID == "i-0abc" }},
-		{"AUTH_API_KEY", prod("AUTH_API_KEY", "k"), func(c config) bool { return c.Edge.AuthAPIKey == "k" }},
-		{"EVENT_LOOPS", prod("EVENT_LOOPS", " 3 "), func(c config) bool { return c.Edge.EventLoops == 3 }},
-		{"MAX_CONNECTIONS", prod("MAX_CONNECTIONS", "20000"), func(c config) bool { return c.Edge.MaxConnections == 20000 }},
-		{"HELLO_TIMEOUT", prod("HELLO_TIMEOUT", "1m"), func(c config) bool { return c.Edge.HelloTimeout == time.Minute }},
-		{"HTTP_IDLE_TIMEOUT", prod("HTTP_IDLE_TIMEOUT", "90s"), func(c config) bool { return c.Edge.HTTPIdleTimeout == 90*time.Second }},
-		{"DRAIN_SPREAD zero", prod("DRAIN_SPREAD", "0s"), func(c config) bool { return c.Edge.DrainSpread == 0 }},
-		{"RECONNECT_JITTER", prod("RECONNECT_JITTER", "250ms"), func(c config) bool { return c.Edge.ReconnectJitter == 250*time.Millisecond }},
-		{"empty value keeps default", prod("HELLO_TIMEOUT", " ", "EVENT_LOOPS", ""), func(c config) bool {
+		{"ADDR", cfgProd("ADDR", "127.0.0.1:9000"), func(c config) bool { return c.Edge.Addr == "127.0.0.1:9000" }},
+		{"ADMIN_ADDR", cfgProd("ADMIN_ADDR", ":9191"), func(c config) bool { return c.AdminAddr == ":9191" }},
+		{"INSTANCE_ID", cfgProd("INSTANCE_ID", "i-0abc"), func(c config) bool { return c.Edge.InstanceID == "i-0abc" }},
+		{"AUTH_API_KEY", cfgProd("AUTH_API_KEY", "k"), func(c config) bool { return c.Edge.AuthAPIKey == "k" }},
+		{"EVENT_LOOPS", cfgProd("EVENT_LOOPS", " 3 "), func(c config) bool { return c.Edge.EventLoops == 3 }},
+		{"MAX_CONNECTIONS", cfgProd("MAX_CONNECTIONS", "20000"), func(c config) bool { return c.Edge.MaxConnections == 20000 }},
+		{"HELLO_TIMEOUT", cfgProd("HELLO_TIMEOUT", "1m"), func(c config) bool { return c.Edge.HelloTimeout == time.Minute }},
+		{"HTTP_IDLE_TIMEOUT", cfgProd("HTTP_IDLE_TIMEOUT", "90s"), func(c config) bool { return c.Edge.HTTPIdleTimeout == 90*time.Second }},
+		{"DRAIN_SPREAD zero", cfgProd("DRAIN_SPREAD", "0s"), func(c config) bool { return c.Edge.DrainSpread == 0 }},
+		{"RECONNECT_JITTER", cfgProd("RECONNECT_JITTER", "250ms"), func(c config) bool { return c.Edge.ReconnectJitter == 250*time.Millisecond }},
+		{"empty value keeps default", cfgProd("HELLO_TIMEOUT", " ", "EVENT_LOOPS", ""), func(c config) bool {
 			return c.Edge.HelloTimeout == 30*time.Second && c.Edge.EventLoops == runtime.NumCPU()
 		}},
-		{"ALLOWED_HOSTS split and trimmed", prod("ALLOWED_HOSTS", " a.com, .b.com ,,*"), func(c config) bool {
+		{"ALLOWED_HOSTS split and trimmed", cfgProd("ALLOWED_HOSTS", " a.com, .b.com ,,*"), func(c config) bool {
 			return reflect.DeepEqual(c.Edge.AllowedHosts, []string{"a.com", ".b.com", "*"})
 		}},
-		{"LOG_LEVEL debug", prod("LOG_LEVEL", "debug"), func(c config) bool { return c.LogLevel == slog.LevelDebug }},
-		{"LOG_LEVEL WARN", prod("LOG_LEVEL", "WARN"), func(c config) bool { return c.LogLevel == slog.LevelWarn }},
-		{"LOG_LEVEL warning", prod("LOG_LEVEL", "warning"), func(c config) bool { return c.LogLevel == slog.LevelWarn }},
-		{"LOG_LEVEL error", prod("LOG_LEVEL", "error"), func(c config) bool { return c.LogLevel == slog.LevelError }},
-		{"LOG_LEVEL empty", prod("LOG_LEVEL", ""), func(c config) bool { return c.LogLevel == slog.LevelInfo }},
-		{"LOG_FORMAT text", prod("LOG_FORMAT", "text"), func(c config) bool { return !c.LogJSON }},
-		{"LOG_FORMAT JSON", prod("LOG_FORMAT", "JSON"), func(c config) bool { return c.LogJSON }},
+		{"LOG_LEVEL debug", cfgProd("LOG_LEVEL", "debug"), func(c config) bool { return c.LogLevel == slog.LevelDebug }},
+		{"LOG_LEVEL WARN", cfgProd("LOG_LEVEL", "WARN"), func(c config) bool { return c.LogLevel == slog.LevelWarn }},
+		{"LOG_LEVEL warning", cfgProd("LOG_LEVEL", "warning"), func(c config) bool { return c.LogLevel == slog.LevelWarn }},
+		{"LOG_LEVEL error", cfgProd("LOG_LEVEL", "error"), func(c config) bool { return c.LogLevel == slog.LevelError }},
+		{"LOG_LEVEL empty", cfgProd("LOG_LEVEL", ""), func(c config) bool { return c.LogLevel == slog.LevelInfo }},
+		{"LOG_FORMAT text", cfgProd("LOG_FORMAT", "text"), func(c config) bool { return !c.LogJSON }},
+		{"LOG_FORMAT JSON", cfgProd("LOG_FORMAT", "JSON"), func(c config) bool { return c.LogJSON }},
 		{"DEBUG true", map[string]string{"DEBUG": "true"}, func(c config) bool { return c.Edge.Debug }},
 		{"DEBUG yes", map[string]string{"DEBUG": "YES"}, func(c config) bool { return c.Edge.Debug }},
 		{"DEBUG on", map[string]string{"DEBUG": " on "}, func(c config) bool { return c.Edge.Debug }},
-		{"DEBUG 0", prod("DEBUG", "0"), func(c config) bool { return !c.Edge.Debug }},
-		{"DEBUG false", prod("DEBUG", "false"), func(c config) bool { return !c.Edge.Debug }},
-		{"DEBUG empty is the default", prod("DEBUG", ""), func(c config) bool { return !c.Edge.Debug }},
+		{"DEBUG 0", cfgProd("DEBUG", "0"), func(c config) bool { return !c.Edge.Debug }},
+		{"DEBUG false", cfgProd("DEBUG", "false"), func(c config) bool { return !c.Edge.Debug }},
+		{"DEBUG empty is the default", cfgProd("DEBUG", ""), func(c config) bool { return !c.Edge.Debug }},
 		{"debug keeps a placeholder secret", map[string]string{"DEBUG": "1", "SECRET_KEY": "changeme"}, func(c config) bool { return c.SecretKey == "changeme" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if c := load(t, tc.env); !tc.check(c) {
+			if c := cfgLoad(t, tc.env); !tc.check(c) {
 				t.Fatalf("unexpected config for %v: %+v", tc.env, c)
 			}
 		})
@@ -135,23 +135,23 @@ func TestConfigDjangoAliases(t *testing.T) {
 		secret string
 	}{
 		{"DJANGO_DEBUG=1", map[string]string{"DJANGO_DEBUG": "1"}, true, nil, ""},
-		{"DJANGO_DEBUG=0", map[string]string{"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": realSecret, "DJANGO_ALLOWED_HOSTS": "x.com"}, false, []string{"x.com"}, realSecret},
+		{"DJANGO_DEBUG=0", map[string]string{"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": cfgSecret, "DJANGO_ALLOWED_HOSTS": "x.com"}, false, []string{"x.com"}, cfgSecret},
 		{"DEBUG wins over DJANGO_DEBUG", map[string]string{"DEBUG": "1", "DJANGO_DEBUG": "0"}, true, nil, ""},
-		{"DEBUG=0 wins over DJANGO_DEBUG=1", prod("DEBUG", "0", "DJANGO_DEBUG", "1"), false, []string{"example.com"}, realSecret},
-		{"DJANGO_ALLOWED_HOSTS", map[string]string{"DJANGO_SECRET_KEY": realSecret, "DJANGO_ALLOWED_HOSTS": "example.com,internal-alb-dns"}, false, []string{"example.com", "internal-alb-dns"}, realSecret},
-		{"ALLOWED_HOSTS wins", map[string]string{"SECRET_KEY": realSecret, "ALLOWED_HOSTS": "a.com", "DJANGO_ALLOWED_HOSTS": "b.com"}, false, []string{"a.com"}, realSecret},
-		{"DJANGO_SECRET_KEY", map[string]string{"DJANGO_SECRET_KEY": realSecret, "ALLOWED_HOSTS": "*"}, false, []string{"*"}, realSecret},
-		{"SECRET_KEY wins", map[string]string{"SECRET_KEY": realSecret, "DJANGO_SECRET_KEY": "other-secret-value-0123456789", "ALLOWED_HOSTS": "*"}, false, []string{"*"}, realSecret},
+		{"DEBUG=0 wins over DJANGO_DEBUG=1", cfgProd("DEBUG", "0", "DJANGO_DEBUG", "1"), false, []string{"example.com"}, cfgSecret},
+		{"DJANGO_ALLOWED_HOSTS", map[string]string{"DJANGO_SECRET_KEY": cfgSecret, "DJANGO_ALLOWED_HOSTS": "example.com,internal-alb-dns"}, false, []string{"example.com", "internal-alb-dns"}, cfgSecret},
+		{"ALLOWED_HOSTS wins", map[string]string{"SECRET_KEY": cfgSecret, "ALLOWED_HOSTS": "a.com", "DJANGO_ALLOWED_HOSTS": "b.com"}, false, []string{"a.com"}, cfgSecret},
+		{"DJANGO_SECRET_KEY", map[string]string{"DJANGO_SECRET_KEY": cfgSecret, "ALLOWED_HOSTS": "*"}, false, []string{"*"}, cfgSecret},
+		{"SECRET_KEY wins", map[string]string{"SECRET_KEY": cfgSecret, "DJANGO_SECRET_KEY": "other-secret-value-0123456789", "ALLOWED_HOSTS": "*"}, false, []string{"*"}, cfgSecret},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := load(t, tc.env)
+			c := cfgLoad(t, tc.env)
 			if c.Edge.Debug != tc.debug || !reflect.DeepEqual(c.Edge.AllowedHosts, tc.hosts) || c.SecretKey != tc.secret {
 				t.Fatalf("debug %v hosts %q secret %q; want %v %q %q", c.Edge.Debug, c.Edge.AllowedHosts, c.SecretKey, tc.debug, tc.hosts, tc.secret)
 			}
 		})
 	}
 	// A placeholder under the alias is refused just the same.
-	msg := loadErr(t, map[string]string{"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "django-insecure-abcdefghijklmnop", "DJANGO_ALLOWED_HOSTS": "a.com"})
+	msg := cfgLoadErr(t, map[string]string{"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "django-insecure-abcdefghijklmnop", "DJANGO_ALLOWED_HOSTS": "a.com"})
 	if !strings.Contains(msg, "SECRET_KEY") {
 		t.Fatalf("error does not name SECRET_KEY: %s", msg)
 	}
@@ -165,19 +165,19 @@ func TestConfigProductionRefusals(t *testing.T) {
 	}{
 		{"nothing set (DEBUG defaults to 0)", map[string]string{}, []string{"SECRET_KEY", "DEBUG=1", "ALLOWED_HOSTS"}},
 		{"missing secret", map[string]string{"DEBUG": "0", "ALLOWED_HOSTS": "a.com"}, []string{"SECRET_KEY", "DJANGO_SECRET_KEY", "at least 16"}},
-		{"empty secret", prod("SECRET_KEY", ""), []string{"SECRET_KEY"}},
-		{"blank secret", prod("SECRET_KEY", "                    "), []string{"SECRET_KEY"}},
-		{"placeholder secret", prod("SECRET_KEY", "changeme"), []string{"SECRET_KEY"}},
-		{"django-insecure secret", prod("SECRET_KEY", "django-insecure-9f$k2#x!p0q@w8e7r6t5y4u3i2o1"), []string{"SECRET_KEY"}},
-		{"long secret containing change-me", prod("SECRET_KEY", "please-change-me-before-deploying"), []string{"SECRET_KEY"}},
-		{"short secret", prod("SECRET_KEY", "abc123XYZ"), []string{"SECRET_KEY", "16"}},
-		{"15 characters", prod("SECRET_KEY", "abcdefghijklmno"), []string{"SECRET_KEY"}},
-		{"missing allowed hosts", map[string]string{"SECRET_KEY": realSecret}, []string{"ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS", "Origin"}},
-		{"allowed hosts only separators", prod("ALLOWED_HOSTS", " , ,"), []string{"ALLOWED_HOSTS"}},
-		{"DJANGO_ALLOWED_HOSTS empty", map[string]string{"SECRET_KEY": realSecret, "DJANGO_ALLOWED_HOSTS": ""}, []string{"ALLOWED_HOSTS"}},
+		{"empty secret", cfgProd("SECRET_KEY", ""), []string{"SECRET_KEY"}},
+		{"blank secret", cfgProd("SECRET_KEY", "                    "), []string{"SECRET_KEY"}},
+		{"placeholder secret", cfgProd("SECRET_KEY", "changeme"), []string{"SECRET_KEY"}},
+		{"django-insecure secret", cfgProd("SECRET_KEY", "django-insecure-9f$k2#x!p0q@w8e7r6t5y4u3i2o1"), []string{"SECRET_KEY"}},
+		{"long secret containing change-me", cfgProd("SECRET_KEY", "please-change-me-before-deploying"), []string{"SECRET_KEY"}},
+		{"short secret", cfgProd("SECRET_KEY", "abc123XYZ"), []string{"SECRET_KEY", "16"}},
+		{"15 characters", cfgProd("SECRET_KEY", "abcdefghijklmno"), []string{"SECRET_KEY"}},
+		{"missing allowed hosts", map[string]string{"SECRET_KEY": cfgSecret}, []string{"ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS", "Origin"}},
+		{"allowed hosts only separators", cfgProd("ALLOWED_HOSTS", " , ,"), []string{"ALLOWED_HOSTS"}},
+		{"DJANGO_ALLOWED_HOSTS empty", map[string]string{"SECRET_KEY": cfgSecret, "DJANGO_ALLOWED_HOSTS": ""}, []string{"ALLOWED_HOSTS"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := loadErr(t, tc.env)
+			msg := cfgLoadErr(t, tc.env)
 			for _, w := range tc.want {
 				if !strings.Contains(msg, w) {
 					t.Errorf("error does not mention %q:\n%s", w, msg)
@@ -186,13 +186,13 @@ func TestConfigProductionRefusals(t *testing.T) {
 		})
 	}
 	// Exactly the problems present are reported.
-	if msg := loadErr(t, prod("SECRET_KEY", "changeme")); strings.Contains(msg, "ALLOWED_HOSTS") {
+	if msg := cfgLoadErr(t, cfgProd("SECRET_KEY", "changeme")); strings.Contains(msg, "ALLOWED_HOSTS") {
 		t.Fatalf("ALLOWED_HOSTS reported although set:\n%s", msg)
 	}
-	if msg := loadErr(t, prod("ALLOWED_HOSTS", "")); strings.Contains(msg, "SECRET_KEY") {
+	if msg := cfgLoadErr(t, cfgProd("ALLOWED_HOSTS", "")); strings.Contains(msg, "SECRET_KEY") {
 		t.Fatalf("SECRET_KEY reported although valid:\n%s", msg)
 	}
-	if c := load(t, prod("SECRET_KEY", "exactly-16-chars")); c.SecretKey != "exactly-16-chars" {
+	if c := cfgLoad(t, cfgProd("SECRET_KEY", "exactly-16-chars")); c.SecretKey != "exactly-16-chars" {
 		t.Fatalf("secret %q", c.SecretKey)
 	}
 }
@@ -234,11 +234,11 @@ func TestConfigBadValues(t *testing.T) {
 		{"LOG_FORMAT", "xml", "text or json"},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
-			m := prod(tc.key, tc.value)
+			m := cfgProd(tc.key, tc.value)
 			if tc.key == "DJANGO_DEBUG" {
 				delete(m, "DEBUG")
 			}
-			msg := loadErr(t, m)
+			msg := cfgLoadErr(t, m)
 			if !strings.Contains(msg, tc.key+"=") || !strings.Contains(msg, tc.want) {
 				t.Fatalf("error does not name %s=… with %q:\n%s", tc.key, tc.want, msg)
 			}
@@ -260,7 +260,7 @@ func TestConfigAllErrorsAtOnce(t *testing.T) {
 		"LOG_LEVEL":        "loud",
 		"LOG_FORMAT":       "yaml",
 	}
-	_, err := loadConfig(mapEnv(m))
+	_, err := loadConfig(cfgEnv(m))
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -291,13 +291,13 @@ func TestConfigSizes(t *testing.T) {
 		{"0001K", 1 << 10},
 	} {
 		t.Run(tc.value, func(t *testing.T) {
-			c := load(t, prod("MAX_MESSAGE_SIZE", tc.value))
+			c := cfgLoad(t, cfgProd("MAX_MESSAGE_SIZE", tc.value))
 			if c.Edge.MaxMessageSize != tc.want {
 				t.Fatalf("MAX_MESSAGE_SIZE=%q gave %d, want %d", tc.value, c.Edge.MaxMessageSize, tc.want)
 			}
 		})
 	}
-	if c := load(t, prod("OUTBOUND_QUEUE_CAP", "4KiB")); c.Edge.OutboundCap != 4096 {
+	if c := cfgLoad(t, cfgProd("OUTBOUND_QUEUE_CAP", "4KiB")); c.Edge.OutboundCap != 4096 {
 		t.Fatalf("OUTBOUND_QUEUE_CAP=4KiB gave %d", c.Edge.OutboundCap)
 	}
 }
@@ -320,7 +320,7 @@ func TestConfigSweepInterval(t *testing.T) {
 		{"long write timeout", []string{"WRITE_TIMEOUT", "1m"}, time.Second, 5 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := load(t, prod(tc.kv...))
+			c := cfgLoad(t, cfgProd(tc.kv...))
 			if c.Edge.SweepInterval != tc.sweep || c.Edge.CloseTimeout != tc.close {
 				t.Fatalf("sweep %v close %v, want %v %v", c.Edge.SweepInterval, c.Edge.CloseTimeout, tc.sweep, tc.close)
 			}
@@ -329,7 +329,7 @@ func TestConfigSweepInterval(t *testing.T) {
 }
 
 func TestConfigFlags(t *testing.T) {
-	base := prod("ADDR", "10.0.0.1:8000", "DEBUG", "0", "MAX_MESSAGE_SIZE", "64K")
+	base := cfgProd("ADDR", "10.0.0.1:8000", "DEBUG", "0", "MAX_MESSAGE_SIZE", "64K")
 	for _, tc := range []struct {
 		name  string
 		args  []string
@@ -342,13 +342,13 @@ func TestConfigFlags(t *testing.T) {
 		{"-addr overrides ADDR", []string{"-addr", "127.0.0.1:7000"}, base, func(c config) bool { return c.Edge.Addr == "127.0.0.1:7000" }},
 		{"--addr= form", []string{"--addr=127.0.0.1:7001"}, base, func(c config) bool { return c.Edge.Addr == "127.0.0.1:7001" }},
 		{"-debug=1 overrides DEBUG=0", []string{"-debug=1"}, base, func(c config) bool { return c.Edge.Debug }},
-		{"-debug 0 overrides DJANGO_DEBUG=1", []string{"-debug", "0"}, prod("DJANGO_DEBUG", "1"), func(c config) bool { return !c.Edge.Debug }},
+		{"-debug 0 overrides DJANGO_DEBUG=1", []string{"-debug", "0"}, cfgProd("DJANGO_DEBUG", "1"), func(c config) bool { return !c.Edge.Debug }},
 		{"-debug lets a placeholder secret through", []string{"-debug=true"}, map[string]string{"SECRET_KEY": "dev"}, func(c config) bool { return c.Edge.Debug }},
 		{"-max-message-size", []string{"-max-message-size", "2MiB"}, base, func(c config) bool { return c.Edge.MaxMessageSize == 2<<20 }},
-		{"-allowed-hosts overrides DJANGO_ALLOWED_HOSTS", []string{"-allowed-hosts", "x.com,.y.com"}, map[string]string{"SECRET_KEY": realSecret, "DJANGO_ALLOWED_HOSTS": "z.com"}, func(c config) bool {
+		{"-allowed-hosts overrides DJANGO_ALLOWED_HOSTS", []string{"-allowed-hosts", "x.com,.y.com"}, map[string]string{"SECRET_KEY": cfgSecret, "DJANGO_ALLOWED_HOSTS": "z.com"}, func(c config) bool {
 			return reflect.DeepEqual(c.Edge.AllowedHosts, []string{"x.com", ".y.com"})
 		}},
-		{"-secret-key", []string{"-secret-key", realSecret}, map[string]string{"ALLOWED_HOSTS": "*"}, func(c config) bool { return c.SecretKey == realSecret }},
+		{"-secret-key", []string{"-secret-key", cfgSecret}, map[string]string{"ALLOWED_HOSTS": "*"}, func(c config) bool { return c.SecretKey == cfgSecret }},
 		{"-hello-timeout and -admin-addr", []string{"-hello-timeout", "5s", "-admin-addr", ":9999"}, base, func(c config) bool {
 			return c.Edge.HelloTimeout == 5*time.Second && c.AdminAddr == ":9999" && c.Edge.SweepInterval == time.Second
 		}},
@@ -357,7 +357,7 @@ func TestConfigFlags(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := parseFlags(tc.args, mapEnv(tc.env))
+			e, err := parseFlags(tc.args, cfgEnv(tc.env))
 			if err != nil {
 				t.Fatalf("parseFlags(%q): %v", tc.args, err)
 			}
@@ -373,7 +373,7 @@ func TestConfigFlags(t *testing.T) {
 }
 
 func TestConfigFlagErrors(t *testing.T) {
-	empty := mapEnv(nil)
+	empty := cfgEnv(nil)
 	if _, err := parseFlags([]string{"-h"}, empty); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v, want flag.ErrHelp", err)
 	}
@@ -388,7 +388,7 @@ func TestConfigFlagErrors(t *testing.T) {
 		}
 	}
 	// A flag value is validated like the variable it stands for.
-	e, err := parseFlags([]string{"-hello-timeout", "forever"}, mapEnv(prod()))
+	e, err := parseFlags([]string{"-hello-timeout", "forever"}, cfgEnv(cfgProd()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +396,7 @@ func TestConfigFlagErrors(t *testing.T) {
 		t.Fatalf("bad -hello-timeout: %v", err)
 	}
 	// An explicitly empty -addr overrides ADDR and is refused by validation.
-	e, err = parseFlags([]string{"-addr="}, mapEnv(prod("ADDR", ":8000")))
+	e, err = parseFlags([]string{"-addr="}, cfgEnv(cfgProd("ADDR", ":8000")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +414,7 @@ func TestConfigSettingsHaveFlags(t *testing.T) {
 			t.Fatalf("%s and %s map to -%s", s.key, other, name)
 		}
 		seen[name] = s.key
-		e, err := parseFlags([]string{"-" + name + "=v"}, mapEnv(nil))
+		e, err := parseFlags([]string{"-" + name + "=v"}, cfgEnv(nil))
 		if err != nil {
 			t.Fatalf("-%s: %v", name, err)
 		}
@@ -450,7 +450,7 @@ func TestIsPlaceholderSecret(t *testing.T) {
 		{"CHANGEME-0123456789abcdefghij", true},
 		{"abcdefghijklmno", true}, // 15 characters
 		{"abcdefghijklmnop", false},
-		{realSecret, false},
+		{cfgSecret, false},
 		{"a-secure-key-of-some-length", false},
 		{"a-test-secret-that-is-long-enough", false},
 	} {
