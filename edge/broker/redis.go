@@ -167,6 +167,9 @@ func NewRedis(h Handler, o RedisOptions) (*Redis, error) {
 	return b, nil
 }
 
+// Sharded reports whether the broker uses SPUBLISH/SSUBSCRIBE (Redis Cluster).
+func (b *Redis) Sharded() bool { return b.sharded }
+
 // shardOf returns the channel group of a session. The group is part of the
 // channel name (a hash tag on a cluster), so all channels of one group live in
 // one slot and one SSUBSCRIBE connection serves them.
