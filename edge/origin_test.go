@@ -71,6 +71,30 @@ func TestOriginAllowed(t *testing.T) {
 	}
 }
 
+// Django writes IPv6 hosts in ALLOWED_HOSTS with brackets ("[::1]" is in
+// its DEBUG default); Channels strips them (urlparse("//[::1]").hostname)
+// before comparing with the Origin's host, so a bracketed pattern without a
+// port must match.
+func TestOriginAllowedIPv6Brackets(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		origin  string
+		allowed []string
+		want    bool
+	}{
+		{"bracketed pattern, origin with port", "http://[::1]:8000", []string{"[::1]"}, true},
+		{"bracketed pattern, origin without port", "http://[::1]", []string{"[::1]"}, true},
+		{"upper-case hex in origin", "http://[FE80::1]", []string{"[fe80::1]"}, true},
+		{"other address", "http://[::2]", []string{"[::1]"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := originAllowed(tc.origin, tc.allowed); got != tc.want {
+				t.Fatalf("originAllowed(%q, %q) = %v, want %v", tc.origin, tc.allowed, got, tc.want)
+			}
+		})
+	}
+}
+
 // sameDomain is Django's django.utils.http.is_same_domain; host and pattern
 // arrive lower-cased.
 func TestSameDomain(t *testing.T) {

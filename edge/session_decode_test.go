@@ -112,6 +112,34 @@ func TestDecodeSessionMessage(t *testing.T) {
 	}
 }
 
+// TestDecodeSessionMessageKeyCase: PROTOCOL.md §1 routes on the "type" key;
+// an object without it is echoed, as the original's content.get("type") did.
+// encoding/json matches struct fields case-insensitively, so keys such as
+// "TYPE" or "User_Type" must not stand in for the real ones.
+func TestDecodeSessionMessageKeyCase(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		kind int
+		user string // raw user_type expected; checked for hello
+	}{
+		{"TYPE is not type", `{"TYPE":"hello","user_type":"admin"}`, kindOther, ""},
+		{"Type is not type", `{"Type":"presence"}`, kindOther, ""},
+		{"later Type does not override type", `{"type":"hello","Type":"presence","user_type":"a"}`, kindHello, `"a"`},
+		{"USER_TYPE is not user_type", `{"type":"hello","USER_TYPE":"admin"}`, kindHello, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kind, m := decodeSessionMessage(ws.OpText, []byte(tc.in))
+			if kind != tc.kind {
+				t.Fatalf("decodeSessionMessage(%q) kind = %s, want %s", tc.in, kindNames[kind], kindNames[tc.kind])
+			}
+			if kind == kindHello && string(m.UserType) != tc.user {
+				t.Fatalf("user_type = %q, want %q", m.UserType, tc.user)
+			}
+		})
+	}
+}
+
 // FuzzDecodeSessionMessage: any bytes classify without panicking, and the
 // kind agrees with json.Valid and with the message's own "type" field.
 func FuzzDecodeSessionMessage(f *testing.F) {

@@ -302,6 +302,18 @@ func TestConfigSizes(t *testing.T) {
 	}
 }
 
+// A size whose multiplication by its suffix overflows int must be refused,
+// not wrap around into the allowed range: 17592186044417MiB is 2^64 + 2^20
+// bytes, which wraps to exactly 1 MiB.
+func TestConfigSizeOverflow(t *testing.T) {
+	for _, v := range []string{"17592186044417MiB", "18014398509481985K", "9223372036854775807KiB"} {
+		msg := cfgLoadErr(t, cfgProd("MAX_MESSAGE_SIZE", v))
+		if !strings.Contains(msg, "MAX_MESSAGE_SIZE=") {
+			t.Fatalf("MAX_MESSAGE_SIZE=%s: error does not name the variable: %s", v, msg)
+		}
+	}
+}
+
 func TestConfigSweepInterval(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
