@@ -141,7 +141,7 @@ func TestDecodeSessionMessageKeyCase(t *testing.T) {
 }
 
 // FuzzDecodeSessionMessage: any bytes classify without panicking, and the
-// kind agrees with json.Valid and with the message's own "type" field.
+// kind agrees with json.Valid and with the object's exact-case "type" key.
 func FuzzDecodeSessionMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, binary bool, msg []byte) {
 		op := ws.OpText
@@ -165,6 +165,26 @@ func FuzzDecodeSessionMessage(f *testing.F) {
 			}
 			return
 		}
+		// Oracle: the exact-case "type" key of an object, last one wins
+		// (as in Python's json and the original's content.get("type")).
+		oracle := kindOther
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(msg, &obj) == nil {
+			var typ string
+			if json.Unmarshal(obj["type"], &typ) == nil {
+				switch typ {
+				case "hello":
+					oracle = kindHello
+				case "presence":
+					oracle = kindPresence
+				case "broadcast":
+					oracle = kindBroadcast
+				}
+			}
+		}
+		if kind != oracle {
+			t.Fatalf("%q classified %s, want %s", msg, kindNames[kind], kindNames[oracle])
+		}
 		var want string
 		switch kind {
 		case kindHello:
@@ -173,10 +193,8 @@ func FuzzDecodeSessionMessage(f *testing.F) {
 			want = "presence"
 		case kindBroadcast:
 			want = "broadcast"
-		case kindOther:
-			return
 		default:
-			t.Fatalf("valid JSON classified %s", kindNames[kind])
+			return
 		}
 		if s := strings.TrimLeft(string(msg), " \t\r\n"); !strings.HasPrefix(s, "{") {
 			t.Fatalf("%s from a value that is not an object: %q", want, msg)
