@@ -63,6 +63,16 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("n=%d, header %d + payload %d (length %d)", n, hl, len(fr.Payload), h.Length)
 			}
 			checkReencode(t, orig[off:off+n], fr)
+			// Every proper prefix of an accepted frame only asks for more.
+			for _, k := range []int{n - 1, hl - 1, hl, 1} {
+				if k < 0 || k >= n {
+					continue
+				}
+				pre := append([]byte{}, orig[off:off+k]...)
+				if _, pn, pneed, perr := Parse(pre, fuzzMax); perr != ErrIncomplete || pn != 0 || pneed <= k || pneed > n {
+					t.Fatalf("prefix of %d/%d bytes: n=%d need=%d err=%v", k, n, pn, pneed, perr)
+				}
+			}
 
 			off += n
 			switch h.OpCode {
