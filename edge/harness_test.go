@@ -161,7 +161,7 @@ func (c *wsClient) frame(timeout time.Duration) (ws.Header, []byte, error) {
 func (c *wsClient) next() map[string]any {
 	c.t.Helper()
 	for {
-		h, p, err := c.frame(5 * time.Second)
+		h, p, err := c.frame(15 * time.Second)
 		if err != nil {
 			c.t.Fatalf("read: %v", err)
 		}

@@ -34,6 +34,7 @@ func originAllowed(origin string, allowed []string) bool {
 		if h, pp, err := net.SplitHostPort(p); err == nil {
 			pHost, pPort = h, pp
 		}
+		pHost = strings.TrimSuffix(strings.TrimPrefix(pHost, "["), "]")
 		if pPort != "" && pPort != port {
 			continue
 		}

@@ -20,11 +20,7 @@ const maxTypeLen = 64
 // clientMessage holds the fields of a session message the edge looks at.
 // Values stay raw so that broadcast msg/data and echo pass through untouched.
 type clientMessage struct {
-	Type       json.RawMessage `json:"type"`
-	UserType   json.RawMessage `json:"user_type"`
-	ClientType json.RawMessage `json:"client_type"`
-	Msg        json.RawMessage `json:"msg"`
-	Data       json.RawMessage `json:"data"`
+	Type, UserType, ClientType, Msg, Data json.RawMessage
 }
 
 // Kinds of session messages.
@@ -50,9 +46,14 @@ func decodeSessionMessage(op ws.OpCode, msg []byte) (int, clientMessage) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return kindOther, m
 	}
-	if err := json.Unmarshal(msg, &m); err != nil {
+	// A map, not a struct: encoding/json matches struct fields without
+	// regard to case, and "TYPE" is not "type" for the original server.
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(msg, &fields); err != nil {
 		return kindOther, m
 	}
+	m = clientMessage{Type: fields["type"], UserType: fields["user_type"], ClientType: fields["client_type"],
+		Msg: fields["msg"], Data: fields["data"]}
 	var t string
 	if json.Unmarshal(m.Type, &t) != nil {
 		return kindOther, m

@@ -99,24 +99,19 @@ func TestServerPingsIdleAndDropsDead(t *testing.T) {
 	alive, _ := ts.session(t, "ping", "admin", "web")
 	dead, _ := ts.session(t, "ping", "agent", "web")
 	// alive answers pings; dead reads but never answers.
-	deadline := time.Now().Add(1500 * time.Millisecond)
-	pings := 0
-	for time.Now().Before(deadline) {
-		h, p, err := alive.frame(time.Second)
+	for pings := 0; pings < 3; {
+		h, p, err := alive.frame(10 * time.Second)
 		if err != nil {
-			t.Fatalf("alive: %v", err)
+			t.Fatalf("alive after %d pings: %v", pings, err)
 		}
 		if h.OpCode == ws.OpPing {
 			pings++
 			_ = wsutil.WriteClientMessage(alive.conn, ws.OpPong, p)
 		}
 	}
-	if pings < 2 {
-		t.Fatalf("alive got %d pings in 1.5s with a 200ms interval", pings)
-	}
 	gotPing := false
 	for {
-		h, _, err := dead.frame(2 * time.Second)
+		h, _, err := dead.frame(10 * time.Second)
 		if err != nil {
 			if !gotPing {
 				t.Fatal("dead peer was never pinged")
@@ -136,7 +131,7 @@ func TestServerPingsIdleAndDropsDead(t *testing.T) {
 // A reader that never reads is closed at its outbound cap and does not hold up
 // the others; the server's memory for it stays bounded by the cap.
 func TestSlowConsumerClosed(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it moves 12 MB in lockstep and wants the CPU to itself.
 	ts := startServer(t, func(c *Config) { c.OutboundCap = 64 << 10; c.CloseTimeout = 500 * time.Millisecond })
 	stalled, _ := ts.session(t, "slow", "admin", "web")
 	fast, _ := ts.session(t, "slow", "agent", "web")
@@ -305,7 +300,9 @@ func TestAbruptCloses(t *testing.T) {
 	ts := startServer(t, nil)
 	keeper, _ := ts.session(t, "ab", "keeper", "web")
 	for i := 0; i < 50; i++ {
-		c, _ := ts.session(t, "ab", "gone", "web")
+		c := ts.dial(t, "/ws/session/ab/", nil)
+		c.expectType("connected")
+		c.hello("gone", "web")
 		if i%2 == 0 {
 			c.send(`{"type":"broadcast","msg":"bye"}`)
 		}

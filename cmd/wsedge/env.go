@@ -97,6 +97,11 @@ func (e env) size(def, lo, hi int, keys ...string) (int, error) {
 	if err != nil {
 		return def, fmt.Errorf("%s=%q: not a size (examples: 65536, 64KiB, 1MiB)", k, v)
 	}
+	// Check before multiplying: a huge count times a unit could wrap around
+	// into the allowed range.
+	if n < 0 || n > hi/mult {
+		return def, fmt.Errorf("%s=%q: must be between %d and %d bytes", k, v, lo, hi)
+	}
 	n *= mult
 	if n < lo || n > hi {
 		return def, fmt.Errorf("%s=%d: must be between %d and %d bytes", k, n, lo, hi)
