@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsedge/wsedge/chat"
+	"github.com/wsedge/wsedge/chat/history"
+	"github.com/wsedge/wsedge/chat/model"
+	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/edge/broker"
+	"github.com/wsedge/wsedge/edge/presence"
+)
+
+// clientResult is what the clients child reports.
+type clientResult struct {
+	Completed int       `json:"completed"`
+	Failed    int       `json:"failed"`
+	Errors    []string  `json:"errors,omitempty"`
+	AddedMs   []float64 `json:"added_ms"`
+}
+
+// runEdge serves chat through a real edge.Server in this process (the
+// "wsedge" side: gnet loops, WebSocket codec, chat pool, Bedrock SDK) and
+// drives it from a clients child process over loopback sockets.
+func runEdge(fakeURL string, turns int, ramp, timeout, first time.Duration) result {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = turns
+	m, err := model.NewBedrock(model.BedrockConfig{
+		AWS: aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDFAKE", "fake", ""),
+			HTTPClient: &http.Client{Transport: transport}},
+		ChatModelID: "bench-model", Clients: turns,
+		Options: []func(*bedrockruntime.Options){func(o *bedrockruntime.Options) { o.BaseEndpoint = aws.String(fakeURL) }},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg := prometheus.NewRegistry()
+	hub := edge.NewHub()
+	brk := broker.NewMemory(hub.Deliver)
+	svc, err := chat.New(chat.Config{Workers: turns, Queue: turns, TurnTimeout: timeout}, m,
+		history.NewMemory(turns*2, 100), brokerMirror{brk}, logger, reg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := edge.Defaults()
+	cfg.Addr = addr
+	cfg.Debug = true
+	srv, err := edge.New(cfg, edge.Deps{
+		Hub: hub, Broker: brk, Presence: presence.NewMemory(),
+		OpenChat: func(id string, s edge.ChatSink) edge.ChatConn { return svc.Open(id, s) },
+		Logger:   logger, Registry: reg,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() {
+		if err := srv.Serve(); err != nil {
+			log.Fatal(err)
+		}
+	}()
+	<-srv.Ready()
+
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "-clients", "ws://"+addr+"/ws/chat/", "-turns", fmt.Sprint(turns), "-ramp", ramp.String(), "-first", first.String())
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); err != nil || strings.TrimSpace(line) != "connected" {
+		log.Fatalf("clients: %q %v", line, err)
+	}
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	g0 := runtime.NumGoroutine()
+	var peakHeap atomic.Uint64
+	var peakG, peakRunning atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				n := gauge(reg, "wsedge_chat_pool_running")
+				if n > peakRunning.Load() {
+					peakRunning.Store(n)
+				}
+				if n == int64(turns) {
+					var ms runtime.MemStats
+					runtime.ReadMemStats(&ms)
+					if ms.HeapInuse > peakHeap.Load() {
+						peakHeap.Store(ms.HeapInuse)
+					}
+					if g := int64(runtime.NumGoroutine()); g > peakG.Load() {
+						peakG.Store(g)
+					}
+				}
+			}
+		}
+	}()
+	begin := time.Now()
+	fmt.Fprintln(stdin, "go")
+	var cr clientResult
+	if err := json.NewDecoder(out).Decode(&cr); err != nil {
+		log.Fatalf("clients result: %v", err)
+	}
+	close(done)
+	stdin.Close()
+	_ = cmd.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+	_ = svc.Shutdown(ctx)
+
+	res := result{Turns: turns, Completed: cr.Completed, Failed: cr.Failed, PeakConcurrent: peakRunning.Load(),
+		FakeFirstTokenMs: ms(first), WallSeconds: time.Since(begin).Seconds(), CPUs: runtime.NumCPU(), Mode: "edge", Errors: cr.Errors}
+	if a := cr.AddedMs; len(a) > 0 {
+		slices.Sort(a)
+		q := func(p float64) float64 { return a[min(len(a)-1, int(p*float64(len(a))))] }
+		res.AddedTTFTp50Ms, res.AddedTTFTp90Ms, res.AddedTTFTp99Ms, res.AddedTTFTMaxMs = q(.5), q(.9), q(.99), a[len(a)-1]
+	}
+	if h := peakHeap.Load(); h > before.HeapInuse {
+		res.HeapPerTurnKiB = float64(h-before.HeapInuse) / 1024 / float64(turns)
+		res.GoroutinesPerTurn = float64(peakG.Load()-int64(g0)) / float64(turns)
+	}
+	return res
+}
+
+// brokerMirror publishes mirrored chat frames to the session's listeners;
+// a full broker backlog drops the frame (mirroring is best effort).
+type brokerMirror struct{ b broker.Broker }
+
+func (m brokerMirror) Mirror(thread string, payload []byte) { _ = m.b.Publish(thread, payload) }
+
+func gauge(g prometheus.Gatherer, name string) int64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return int64(mf.GetMetric()[0].GetGauge().GetValue())
+		}
+	}
+	return 0
+}
+
+// runClients connects every socket first, says "connected", waits for "go",
+// then starts one turn per socket spread over ramp, and prints a
+// clientResult as JSON.
+func runClients(url string, turns int, ramp, first time.Duration) {
+	conns := make([]net.Conn, turns)
+	for i := range conns {
+		c, _, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(context.Background(), url)
+		if err != nil {
+			log.Fatalf("dial %d: %v", i, err)
+		}
+		conns[i] = c
+	}
+	fmt.Println("connected")
+	in := bufio.NewReader(os.Stdin)
+	if _, err := in.ReadString('\n'); err != nil {
+		log.Fatal(err)
+	}
+	var mu sync.Mutex
+	var res clientResult
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for i, c := range conns {
+		time.Sleep(time.Until(begin.Add(ramp * time.Duration(i) / time.Duration(turns))))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			added, err := oneTurn(c, i, first)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.Failed++
+				if len(res.Errors) < 10 {
+					res.Errors = append(res.Errors, err.Error())
+				}
+				return
+			}
+			res.Completed++
+			res.AddedMs = append(res.AddedMs, ms(added))
+		}()
+	}
+	wg.Wait()
+	_ = json.NewEncoder(os.Stdout).Encode(res)
+	_, _ = io.Copy(io.Discard, in)
+}
+
+func oneTurn(c net.Conn, i int, first time.Duration) (time.Duration, error) {
+	start := time.Now()
+	msg := fmt.Sprintf(`{"type":"chat","message":"hello %d","thread_id":"bench-%d"}`, i, i)
+	if err := wsutil.WriteClientText(c, []byte(msg)); err != nil {
+		return 0, err
+	}
+	var firstTok time.Duration
+	for {
+		data, op, err := wsutil.ReadServerData(c)
+		if err != nil {
+			return 0, err
+		}
+		if op != ws.OpText {
+			continue
+		}
+		var f struct{ Type, Error string }
+		_ = json.Unmarshal(data, &f)
+		switch f.Type {
+		case "token":
+			if firstTok == 0 {
+				firstTok = time.Since(start)
+			}
+		case "error":
+			return 0, fmt.Errorf("error frame %s", data)
+		case "end":
+			if firstTok == 0 {
+				return 0, fmt.Errorf("end without tokens")
+			}
+			return firstTok - first, nil
+		}
+	}
+}
