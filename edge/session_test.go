@@ -60,7 +60,7 @@ func TestHelloRequired(t *testing.T) {
 	ts := startServer(t, nil)
 	for _, tc := range []struct {
 		name, first, code string
-		binary        bool
+		binary            bool
 	}{
 		{"broadcast first", `{"type":"broadcast","msg":"x"}`, "hello_required", false},
 		{"presence first", `{"type":"presence"}`, "hello_required", false},
