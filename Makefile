@@ -1,0 +1,49 @@
+# wsedge — see README.md. Every target works on a fresh machine with Go;
+# `make test` installs Redis and PostgreSQL (Debian packages) when run as root,
+# or stops at once with the command to run.
+GO      ?= go
+PKGS    ?= ./...
+TIMEOUT ?= 20m
+
+.PHONY: run build test deps lint vet fmt-check staticcheck fuzz bench clean
+
+## run: the server on :8000 with embedded defaults (in-memory broker, presence
+## and history, local demo model). DEBUG=1 skips the Origin check for local use.
+run:
+	DEBUG=$${DEBUG:-1} LOG_FORMAT=$${LOG_FORMAT:-text} $(GO) run ./cmd/wsedge
+
+build:
+	mkdir -p bin
+	$(GO) build -o bin/ ./cmd/...
+
+## test: lint, then every test (real Redis, PostgreSQL and sockets) under -race.
+test: deps lint
+	$(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
+
+deps:
+	@bash .ci/deps
+
+lint: fmt-check vet staticcheck
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	$(GO) tool staticcheck $(PKGS)
+
+## fuzz: run every fuzz target for FUZZTIME each (seed corpora run in `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./edge/wsframe/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSessionMessage$$' -fuzztime $(FUZZTIME) ./edge/
+
+## bench: connection-scale benchmarks; see bench/README.md and docs/BENCHMARKS.md.
+bench: build
+	@echo "see bench/README.md for the scenarios and their flags"
+
+clean:
+	rm -rf bin bench/out
