@@ -1,0 +1,749 @@
+// Command redis-bench measures wsedge's Redis scale-out: several wsedge
+// processes share one Redis (standalone or a 3-master cluster, both started
+// here on free loopback ports), and real WebSocket clients measure
+//
+//   - fanout: listeners split over the instances, one sender; deliveries,
+//     loss, order, latency, and Redis commands per broadcast;
+//   - idle: N hello'd idle connections; Redis commands per second per
+//     instance and per idle connection per minute (INFO commandstats);
+//   - presence: round trip of {"type":"presence"} in sessions of K members
+//     spread over the instances.
+//
+// Usage:
+//
+//	go build -o bin/wsedge ./cmd/wsedge
+//	go run ./bench/redis -wsedge bin/wsedge -mode standalone -md docs/redis-bench.md
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+type options struct {
+	wsedge        string
+	mode          string
+	instances     int
+	listeners     int
+	broadcasts    int
+	rate          int
+	idleConns     int
+	idleWindow    time.Duration
+	presenceSizes string
+	presenceReqs  int
+	md, jsonOut   string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.wsedge, "wsedge", "bin/wsedge", "wsedge binary")
+	flag.StringVar(&o.mode, "mode", "standalone", "standalone or cluster")
+	flag.IntVar(&o.instances, "instances", 3, "wsedge instances")
+	flag.IntVar(&o.listeners, "listeners", 300, "fanout: listeners (split over instances)")
+	flag.IntVar(&o.broadcasts, "broadcasts", 1000, "fanout: broadcasts")
+	flag.IntVar(&o.rate, "rate", 200, "fanout: broadcasts per second")
+	flag.IntVar(&o.idleConns, "idle-conns", 3000, "idle: connections (split over instances)")
+	flag.DurationVar(&o.idleWindow, "idle-window", time.Minute, "idle: measurement window")
+	flag.StringVar(&o.presenceSizes, "presence-members", "1000,5000", "presence: session sizes")
+	flag.IntVar(&o.presenceReqs, "presence-requests", 200, "presence: requests per size")
+	flag.StringVar(&o.md, "md", "", "write a Markdown summary here")
+	flag.StringVar(&o.jsonOut, "json", "", "write JSON results here")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "redis-bench:", err)
+		os.Exit(1)
+	}
+}
+
+type results struct {
+	Mode      string           `json:"mode"`
+	Instances int              `json:"instances"`
+	Fanout    *fanoutResult    `json:"fanout"`
+	Idle      *idleResult      `json:"idle"`
+	Presence  []presenceResult `json:"presence"`
+	At        string           `json:"at"`
+}
+
+func run(o options) error {
+	dir, err := os.MkdirTemp("", "redis-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rd, err := startRedis(dir, o.mode)
+	if err != nil {
+		return err
+	}
+	defer rd.stop()
+	var ins []*instance
+	defer func() {
+		for _, in := range ins {
+			in.stop()
+		}
+	}()
+	for i := range o.instances {
+		in, err := startInstance(o.wsedge, dir, fmt.Sprintf("bench%d", i), rd.url)
+		if err != nil {
+			return err
+		}
+		ins = append(ins, in)
+	}
+	res := results{Mode: o.mode, Instances: o.instances, At: time.Now().UTC().Format(time.RFC3339)}
+	fmt.Fprintf(os.Stderr, "fanout: %d listeners over %d instances, %d broadcasts at %d/s\n", o.listeners, len(ins), o.broadcasts, o.rate)
+	if res.Fanout, err = fanout(o, rd, ins); err != nil {
+		return fmt.Errorf("fanout: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "idle: %d connections, %s window\n", o.idleConns, o.idleWindow)
+	if res.Idle, err = idle(o, rd, ins); err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+	for _, f := range strings.Split(o.presenceSizes, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "presence: %d members\n", k)
+		p, err := presenceBench(o, ins, k)
+		if err != nil {
+			return fmt.Errorf("presence %d: %w", k, err)
+		}
+		res.Presence = append(res.Presence, p)
+	}
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if o.jsonOut != "" {
+		if err := os.WriteFile(o.jsonOut, b, 0o644); err != nil {
+			return err
+		}
+	}
+	md := markdown(res)
+	fmt.Print(md)
+	if o.md != "" {
+		return os.WriteFile(o.md, []byte(md), 0o644)
+	}
+	return nil
+}
+
+// ---- Redis ----
+
+type redisDeploy struct {
+	url   string
+	addrs []string
+	procs []*exec.Cmd
+}
+
+func freePort(bus bool) (int, error) {
+	for range 200 {
+		p := 20000 + rand.IntN(25000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		ok := true
+		if bus {
+			l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000))
+			if err != nil {
+				ok = false
+			} else {
+				l2.Close()
+			}
+		}
+		l.Close()
+		if ok {
+			return p, nil
+		}
+	}
+	return 0, errors.New("no free port")
+}
+
+func startRedis(dir, mode string) (*redisDeploy, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, errors.New("redis-server not found: run apt-get install -y redis-server")
+	}
+	n := 1
+	if mode == "cluster" {
+		n = 3
+	} else if mode != "standalone" {
+		return nil, fmt.Errorf("-mode %q: want standalone or cluster", mode)
+	}
+	d := &redisDeploy{}
+	for i := range n {
+		port, err := freePort(mode == "cluster")
+		if err != nil {
+			return nil, err
+		}
+		nd := filepath.Join(dir, "redis"+strconv.Itoa(i))
+		if err := os.MkdirAll(nd, 0o755); err != nil {
+			return nil, err
+		}
+		args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", nd, "--logfile", filepath.Join(nd, "redis.log"), "--protected-mode", "no"}
+		if mode == "cluster" {
+			args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(nd, "nodes.conf"))
+		}
+		cmd := exec.Command("redis-server", args...)
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		d.procs = append(d.procs, cmd)
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		d.addrs = append(d.addrs, addr)
+		if err := waitFor(10*time.Second, func() bool { _, err := redisCmd(addr, "PING"); return err == nil }); err != nil {
+			d.stop()
+			return nil, fmt.Errorf("redis-server %s: %w", addr, err)
+		}
+	}
+	if mode == "cluster" {
+		args := append([]string{"--cluster", "create"}, d.addrs...)
+		args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+		if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+			d.stop()
+			return nil, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out)
+		}
+		err := waitFor(30*time.Second, func() bool {
+			for _, a := range d.addrs {
+				if v, err := redisCmd(a, "CLUSTER", "INFO"); err != nil || !strings.Contains(v, "cluster_state:ok") {
+					return false
+				}
+			}
+			return true
+		})
+		if err != nil {
+			d.stop()
+			return nil, err
+		}
+		d.url = "redis://" + strings.Join(d.addrs, ",")
+	} else {
+		d.url = "redis://" + d.addrs[0] + "/0"
+	}
+	return d, nil
+}
+
+func (d *redisDeploy) stop() {
+	for _, p := range d.procs {
+		_ = p.Process.Kill()
+		_ = p.Wait()
+	}
+}
+
+// calls sums INFO commandstats over every node, per command.
+func (d *redisDeploy) calls() (map[string]int, error) {
+	out := map[string]int{}
+	for _, a := range d.addrs {
+		info, err := redisCmd(a, "INFO", "commandstats")
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(info, "\n") {
+			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+			if !ok {
+				continue
+			}
+			v, _, _ := strings.Cut(rest, ",")
+			n, _ := strconv.Atoi(v)
+			out[strings.TrimPrefix(name, "cmdstat_")] += n
+		}
+	}
+	delete(out, "info") // our own measuring
+	return out, nil
+}
+
+func diff(a, b map[string]int) (map[string]int, int) {
+	out := map[string]int{}
+	total := 0
+	for k, v := range b {
+		if d := v - a[k]; d != 0 {
+			out[k] = d
+			total += d
+		}
+	}
+	return out, total
+}
+
+func redisCmd(addr string, args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		return "", err
+	}
+	rd := bufio.NewReader(c)
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	switch {
+	case strings.HasPrefix(line, "-"):
+		return "", errors.New(line[1:])
+	case strings.HasPrefix(line, "$"):
+		n, _ := strconv.Atoi(line[1:])
+		if n < 0 {
+			return "", nil
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return strings.TrimLeft(line, "+:"), nil
+}
+
+// ---- wsedge ----
+
+type instance struct {
+	name, addr string
+	cmd        *exec.Cmd
+}
+
+func startInstance(bin, dir, name, url string) (*instance, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "ADDR="+addr, "ADMIN_ADDR=127.0.0.1:0", "DEBUG=1", "INSTANCE_ID="+name,
+		"REDIS_URL="+url, "LOG_LEVEL=warn", "MAX_CONNECTIONS=100000", "PING_INTERVAL=10m", "PONG_TIMEOUT=10m")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	in := &instance{name: name, addr: addr, cmd: cmd}
+	err = waitFor(15*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/health/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	if err != nil {
+		in.stop()
+		return nil, fmt.Errorf("%s did not become healthy (log %s)", name, logf.Name())
+	}
+	return in, nil
+}
+
+func (in *instance) stop() {
+	_ = in.cmd.Process.Kill()
+	_ = in.cmd.Wait()
+}
+
+// ---- clients ----
+
+type client struct {
+	conn net.Conn
+	rw   io.ReadWriter
+	mu   sync.Mutex
+}
+
+type rwPair struct {
+	io.Reader
+	io.Writer
+}
+
+func dial(in *instance, session string) (*client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, br, _, err := ws.Dial(ctx, "ws://"+in.addr+"/ws/session/"+session+"/")
+	if err != nil {
+		return nil, err
+	}
+	c := &client{conn: conn, rw: rwPair{conn, conn}}
+	if br != nil {
+		c.rw = rwPair{br, conn}
+	}
+	if _, err := c.read(); err != nil { // connected
+		conn.Close()
+		return nil, err
+	}
+	if err := c.send(`{"type":"hello","user_type":"bench","client_type":"web"}`); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *client) send(s string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return wsutil.WriteClientText(c.conn, []byte(s))
+}
+
+func (c *client) read() ([]byte, error) { return wsutil.ReadServerText(c.rw) }
+
+func dialMany(ins []*instance, session string, n int) ([]*client, error) {
+	out := make([]*client, n)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	sem := make(chan struct{}, 64)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := dial(ins[i%len(ins)], session)
+			if err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			out[i] = c
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		closeAll(out)
+		return nil, err
+	}
+	return out, nil
+}
+
+func closeAll(cs []*client) {
+	for _, c := range cs {
+		if c != nil {
+			c.conn.Close()
+		}
+	}
+}
+
+// presenceCount asks c for presence and returns the count.
+func presenceCount(c *client) (int, error) {
+	if err := c.send(`{"type":"presence"}`); err != nil {
+		return 0, err
+	}
+	for {
+		b, err := c.read()
+		if err != nil {
+			return 0, err
+		}
+		var f struct {
+			Type  string `json:"type"`
+			Count int    `json:"count"`
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(b, &f)
+		switch f.Type {
+		case "presence":
+			return f.Count, nil
+		case "error":
+			return 0, errors.New(f.Error)
+		}
+	}
+}
+
+func waitPresence(c *client, want int) error {
+	return waitFor(60*time.Second, func() bool { n, err := presenceCount(c); return err == nil && n == want })
+}
+
+// ---- fanout ----
+
+type fanoutResult struct {
+	Listeners          int     `json:"listeners"`
+	Broadcasts         int     `json:"broadcasts"`
+	Rate               int     `json:"rate"`
+	Deliveries         int     `json:"deliveries"`
+	Lost               int     `json:"lost"`
+	OutOfOrder         int     `json:"out_of_order"`
+	LocalP50Ms         float64 `json:"local_p50_ms"`
+	LocalP99Ms         float64 `json:"local_p99_ms"`
+	RemoteP50Ms        float64 `json:"remote_p50_ms"`
+	RemoteP99Ms        float64 `json:"remote_p99_ms"`
+	RemoteMaxMs        float64 `json:"remote_max_ms"`
+	PublishPerBcast    float64 `json:"redis_publish_per_broadcast"`
+	CommandsPerBcast   float64 `json:"redis_commands_per_broadcast"`
+	RedisCommandsPhase map[string]int
+}
+
+func fanout(o options, rd *redisDeploy, ins []*instance) (*fanoutResult, error) {
+	session := "bench-fanout"
+	cs, err := dialMany(ins, session, o.listeners)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(cs)
+	if err := waitPresence(cs[0], len(cs)); err != nil {
+		return nil, fmt.Errorf("presence never reached %d: %w", len(cs), err)
+	}
+	// Warm-up until every listener hears the sender (subscriptions live).
+	sender := cs[0]
+	type rec struct {
+		seq int
+		lat time.Duration
+	}
+	got := make([][]rec, len(cs))
+	var ready atomic.Int64
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			warm := false
+			for {
+				b, err := c.read()
+				if err != nil {
+					return
+				}
+				now := time.Now().UnixNano()
+				var f struct {
+					Type string `json:"type"`
+					Msg  string `json:"msg"`
+				}
+				if json.Unmarshal(b, &f) != nil || f.Type != "session_message" {
+					continue
+				}
+				parts := strings.Split(f.Msg, ":")
+				if len(parts) != 3 {
+					continue
+				}
+				if parts[0] == "warm" {
+					if !warm {
+						warm = true
+						ready.Add(1)
+					}
+					continue
+				}
+				seq, _ := strconv.Atoi(parts[1])
+				sent, _ := strconv.ParseInt(parts[2], 10, 64)
+				got[i] = append(got[i], rec{seq: seq, lat: time.Duration(now - sent)})
+				if seq == o.broadcasts-1 {
+					return
+				}
+			}
+		}()
+	}
+	if err := waitFor(30*time.Second, func() bool {
+		_ = sender.send(fmt.Sprintf(`{"type":"broadcast","msg":"warm:0:%d"}`, time.Now().UnixNano()))
+		time.Sleep(50 * time.Millisecond)
+		return ready.Load() == int64(len(cs))
+	}); err != nil {
+		return nil, fmt.Errorf("warm-up: %d of %d listeners ready", ready.Load(), len(cs))
+	}
+	time.Sleep(200 * time.Millisecond)
+	before, err := rd.calls()
+	if err != nil {
+		return nil, err
+	}
+	tick := time.NewTicker(time.Second / time.Duration(o.rate))
+	for seq := range o.broadcasts {
+		<-tick.C
+		if err := sender.send(fmt.Sprintf(`{"type":"broadcast","msg":"b:%d:%d"}`, seq, time.Now().UnixNano())); err != nil {
+			return nil, err
+		}
+	}
+	tick.Stop()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		closeAll(cs) // stragglers count as lost
+		<-done
+	}
+	after, err := rd.calls()
+	if err != nil {
+		return nil, err
+	}
+	perCmd, total := diff(before, after)
+	r := &fanoutResult{Listeners: len(cs), Broadcasts: o.broadcasts, Rate: o.rate, RedisCommandsPhase: perCmd}
+	r.PublishPerBcast = float64(perCmd["publish"]+perCmd["spublish"]) / float64(o.broadcasts)
+	r.CommandsPerBcast = float64(total) / float64(o.broadcasts)
+	var local, remote []time.Duration
+	for i, rs := range got {
+		r.Deliveries += len(rs)
+		for j, x := range rs {
+			if j > 0 && x.seq <= rs[j-1].seq {
+				r.OutOfOrder++
+			}
+			if i%len(ins) == 0 {
+				local = append(local, x.lat)
+			} else {
+				remote = append(remote, x.lat)
+			}
+		}
+	}
+	r.Lost = len(cs)*o.broadcasts - r.Deliveries
+	r.LocalP50Ms, r.LocalP99Ms, _ = pct(local)
+	r.RemoteP50Ms, r.RemoteP99Ms, r.RemoteMaxMs = pct(remote)
+	return r, nil
+}
+
+func pct(ds []time.Duration) (p50, p99, maxv float64) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(ds)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return ms(ds[len(ds)/2]), ms(ds[len(ds)*99/100]), ms(ds[len(ds)-1])
+}
+
+// ---- idle ----
+
+type idleResult struct {
+	Connections          int            `json:"connections"`
+	WindowS              float64        `json:"window_s"`
+	Commands             map[string]int `json:"commands"`
+	PerSecond            float64        `json:"commands_per_s"`
+	PerInstancePerSecond float64        `json:"commands_per_instance_per_s"`
+	PerConnPerMinute     float64        `json:"commands_per_idle_conn_per_min"`
+	RedisClients         int            `json:"redis_connected_clients"`
+}
+
+func idle(o options, rd *redisDeploy, ins []*instance) (*idleResult, error) {
+	var all []*client
+	defer func() { closeAll(all) }()
+	const per = 100
+	for s := 0; s*per < o.idleConns; s++ {
+		n := min(per, o.idleConns-s*per)
+		cs, err := dialMany(ins, "bench-idle-"+strconv.Itoa(s), n)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, cs...)
+	}
+	if err := waitPresence(all[0], min(per, o.idleConns)); err != nil {
+		return nil, err
+	}
+	time.Sleep(5 * time.Second) // let joins settle
+	before, err := rd.calls()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	time.Sleep(o.idleWindow)
+	after, err := rd.calls()
+	if err != nil {
+		return nil, err
+	}
+	el := time.Since(start).Seconds()
+	perCmd, total := diff(before, after)
+	r := &idleResult{Connections: len(all), WindowS: el, Commands: perCmd}
+	r.PerSecond = float64(total) / el
+	r.PerInstancePerSecond = r.PerSecond / float64(len(ins))
+	r.PerConnPerMinute = float64(total) / el * 60 / float64(len(all))
+	for _, a := range rd.addrs {
+		info, _ := redisCmd(a, "INFO", "clients")
+		if _, rest, ok := strings.Cut(info, "connected_clients:"); ok {
+			v, _, _ := strings.Cut(rest, "\r")
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			r.RedisClients += n
+		}
+	}
+	return r, nil
+}
+
+// ---- presence ----
+
+type presenceResult struct {
+	Members  int     `json:"members"`
+	Requests int     `json:"requests"`
+	P50Ms    float64 `json:"p50_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	MaxMs    float64 `json:"max_ms"`
+}
+
+func presenceBench(o options, ins []*instance, k int) (presenceResult, error) {
+	session := "bench-presence-" + strconv.Itoa(k)
+	cs, err := dialMany(ins, session, k)
+	if err != nil {
+		return presenceResult{}, err
+	}
+	defer closeAll(cs)
+	asker := cs[1%len(cs)]
+	if err := waitPresence(asker, k); err != nil {
+		return presenceResult{}, fmt.Errorf("presence never reached %d", k)
+	}
+	var lat []time.Duration
+	for range o.presenceReqs {
+		start := time.Now()
+		n, err := presenceCount(asker)
+		if err != nil {
+			return presenceResult{}, err
+		}
+		if n != k {
+			return presenceResult{}, fmt.Errorf("presence count %d, want %d", n, k)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	r := presenceResult{Members: k, Requests: o.presenceReqs}
+	r.P50Ms, r.P99Ms, r.MaxMs = pct(lat)
+	return r, nil
+}
+
+func waitFor(d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+func markdown(r results) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Redis scale-out, %s Redis, %d wsedge instances (%s)\n\n", r.Mode, r.Instances, r.At)
+	if f := r.Fanout; f != nil {
+		fmt.Fprintf(&b, "**Fan-out**: %d listeners split over the instances, one sender, %d broadcasts at %d/s.\n\n", f.Listeners, f.Broadcasts, f.Rate)
+		b.WriteString("| deliveries | lost | out of order | local p50 / p99 ms | remote p50 / p99 / max ms | Redis PUBLISH per broadcast | Redis commands per broadcast |\n|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %d | %d | %d | %.2f / %.2f | %.2f / %.2f / %.2f | %.3f | %.3f |\n\n", f.Deliveries, f.Lost, f.OutOfOrder,
+			f.LocalP50Ms, f.LocalP99Ms, f.RemoteP50Ms, f.RemoteP99Ms, f.RemoteMaxMs, f.PublishPerBcast, f.CommandsPerBcast)
+	}
+	if i := r.Idle; i != nil {
+		fmt.Fprintf(&b, "**Idle**: %d hello'd connections, %.0f s window (INFO commandstats, all nodes, includes client PINGs).\n\n", i.Connections, i.WindowS)
+		b.WriteString("| commands/s total | commands/s per instance | commands per idle connection per minute | Redis connections | commands in window |\n|---|---|---|---|---|\n")
+		keys := make([]string, 0, len(i.Commands))
+		for k := range i.Commands {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %d", k, i.Commands[k]))
+		}
+		fmt.Fprintf(&b, "| %.3f | %.3f | %.5f | %d | %s |\n\n", i.PerSecond, i.PerInstancePerSecond, i.PerConnPerMinute, i.RedisClients, strings.Join(parts, ", "))
+	}
+	if len(r.Presence) > 0 {
+		b.WriteString("**Presence** round trip over WebSocket (members spread over the instances, sequential requests):\n\n| members | requests | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|\n")
+		for _, p := range r.Presence {
+			fmt.Fprintf(&b, "| %d | %d | %.2f | %.2f | %.2f |\n", p.Members, p.Requests, p.P50Ms, p.P99Ms, p.MaxMs)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
