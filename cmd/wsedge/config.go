@@ -20,6 +20,8 @@ type config struct {
 	SecretKey string
 	LogLevel  slog.Level
 	LogJSON   bool
+	Redis     redisConfig
+	Chat      chatConfig
 }
 
 // placeholderSecrets are values shipped in examples; DEBUG=0 refuses them.
@@ -189,5 +191,9 @@ func loadConfig(e env) (config, error) {
 	if err := ec.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	c.Redis, err = loadRedisConfig(e)
+	keep(err)
+	c.Chat, err = loadChatConfig(e, c.SecretKey)
+	keep(err)
 	return c, errors.Join(errs...)
 }

@@ -54,8 +54,15 @@ func run(args []string, lookup env) error {
 		b broker.Broker
 		p presence.Store
 	)
-	b, p = broker.NewMemory(hub.Deliver), presence.NewMemory()
-	log.Info("embedded mode: in-memory broker and presence (set REDIS_URL to scale out)")
+	if cfg.Redis.URL != "" {
+		b, p, err = newRedisBackends(ctx, cfg.Redis, cfg.Edge.InstanceID, hub.Deliver, log, reg)
+		if err != nil {
+			return err
+		}
+	} else {
+		b, p = broker.NewMemory(hub.Deliver), presence.NewMemory()
+		log.Info("embedded mode: in-memory broker and presence (set REDIS_URL to scale out)")
+	}
 	defer func() {
 		if err := b.Close(); err != nil {
 			log.Warn("broker close", "err", err)
@@ -65,7 +72,29 @@ func run(args []string, lookup env) error {
 		}
 	}()
 
-	srv, err := edge.New(cfg.Edge, edge.Deps{Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg})
+	// Chat events reach /ws/session/<thread_id>/ listeners through the broker,
+	// like any broadcast; mirroring is best effort.
+	mirror := mirrorFunc(func(threadID string, payload []byte) {
+		if err := b.Publish(threadID, payload); err != nil {
+			log.Debug("chat mirror", "thread_id", threadID, "err", err)
+		}
+	})
+	svc, api, closeChat, err := newChat(ctx, cfg.Chat, mirror, log, reg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := closeChat(cctx); err != nil {
+			log.Warn("chat shutdown", "err", err)
+		}
+	}()
+
+	srv, err := edge.New(cfg.Edge, edge.Deps{
+		Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg, API: api,
+		OpenChat: func(id string, sink edge.ChatSink) edge.ChatConn { return svc.Open(id, sink) },
+	})
 	if err != nil {
 		return err
 	}
@@ -96,3 +125,8 @@ func run(args []string, lookup env) error {
 	log.Info("stopped")
 	return nil
 }
+
+// mirrorFunc adapts a function to chat.Mirror.
+type mirrorFunc func(threadID string, payload []byte)
+
+func (f mirrorFunc) Mirror(threadID string, payload []byte) { f(threadID, payload) }
