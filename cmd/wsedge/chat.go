@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -133,7 +135,13 @@ func newChat(ctx context.Context, cfg chatConfig, mirror chat.Mirror, log *slog.
 		m = model.Local{Delay: cfg.LocalDelay}
 		log.Warn("chat: using the LOCAL DEMO MODEL (BEDROCK_MODEL_ID_CHAT is not set): answers are canned and echo the request")
 	} else {
-		var opts []func(*awsconfig.LoadOptions) error
+		// The SDK keeps 10 idle connections per host by default: with
+		// hundreds of turns at once most streams would pay a new TLS
+		// handshake before their first token. Keep one per worker. A
+		// BuildableClient still honours AWS_CA_BUNDLE.
+		workers := cfg.Service.Workers
+		opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithHTTPClient(awshttp.NewBuildableClient().
+			WithTransportOptions(func(t *http.Transport) { t.MaxIdleConnsPerHost = max(workers, 10) }))}
 		if cfg.BedrockRegion != "" {
 			opts = append(opts, awsconfig.WithRegion(cfg.BedrockRegion))
 		}
