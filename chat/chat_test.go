@@ -561,3 +561,28 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return pb.GetCounter().GetValue()
 }
+
+func TestTurnCancelledWhileQueuedStoresNothing(t *testing.T) {
+	e := newEnv(t, Config{Workers: 1, Queue: 1}, func(fakebedrock.Request) fakebedrock.Script {
+		return fakebedrock.Script{Steps: []fakebedrock.Step{{Text: "a"}, {Stall: true}}}
+	}, false, 0)
+	busy, queued := newSink(), newSink()
+	first := e.svc.Open(connID, busy)
+	first.OnText([]byte(`{"type":"chat","message":"1","thread_id":"running"}`))
+	busy.wait(t, "token", 1)
+	second := e.svc.Open(connID, queued)
+	second.OnText([]byte(`{"type":"chat","message":"2","thread_id":"queued"}`))
+	second.OnText([]byte(`{"type":"cancel"}`))
+	first.OnText([]byte(`{"type":"cancel"}`))
+	queued.wait(t, "end", 1)
+	e.waitOutcome(t, outcomeCancelled, 2)
+	if got := strings.Join(queued.types(), ","); got != "session_started,end" {
+		t.Fatalf("frames %s", got)
+	}
+	if msgs, _ := e.store.Recent(context.Background(), "queued", 0); len(msgs) != 0 {
+		t.Fatalf("stored %+v", msgs)
+	}
+	if len(e.fake.Requests()) != 1 {
+		t.Fatal("a cancelled queued turn reached the model")
+	}
+}

@@ -268,11 +268,13 @@ func (s *Service) execute(t *turn) (outcome, kind string, err error) {
 	}
 	var res model.Result
 	guarded := s.model.Guarded()
+	reached := false // the model was asked: a cancelled turn that never was stores nothing
 	for attempt := 0; ; attempt++ {
 		if err = ctx.Err(); err != nil {
 			err = context.Cause(ctx)
 			break
 		}
+		reached = true
 		req.Rewrite = attempt
 		var held []string
 		res, err = s.model.Stream(ctx, req, func(d string) error {
@@ -315,12 +317,16 @@ func (s *Service) execute(t *turn) (outcome, kind string, err error) {
 	if err != nil {
 		switch cause := context.Cause(t.ctx); {
 		case errors.Is(cause, errClientCancel):
-			s.store(t, false)
+			if reached {
+				s.store(t, false)
+			}
 			s.finish(t, nil, false)
 			s.mirrorAnswer(t, outcomeCancelled)
 			return outcomeCancelled, "", nil
 		case errors.Is(cause, errClientGone) || errors.Is(err, errSinkGone):
-			s.store(t, false)
+			if reached {
+				s.store(t, false)
+			}
 			s.finish(t, nil, false)
 			s.mirrorAnswer(t, outcomeDisconnected)
 			return outcomeDisconnected, "", nil
