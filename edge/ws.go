@@ -37,8 +37,8 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	ls.rd.Reset(head)
 	ls.out.Reset()
 	_, err := (&ws.Upgrader{}).Upgrade(readWriter{&ls.rd, &ls.out})
-	_, _ = c.gc.Write(ls.out.Bytes())
 	if err != nil {
+		_, _ = c.gc.Write(ls.out.Bytes())
 		s.metrics.httpRequests.WithLabelValues("ws", "400").Inc()
 		c.closeTCP = true
 		return
@@ -54,8 +54,15 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	s.metrics.connects.WithLabelValues(routeName(route)).Inc()
 	switch route {
 	case routeSession:
-		c.send(wsframe.Text([]byte(`{"type":"connected","session_id":"` + session + `","connection_id":"` + c.id + `","user_type_required":true}`)))
+		// The 101 and the connected frame leave in one write.
+		head := ls.out.Len()
+		out := wsframe.AppendFrame(ls.out.Bytes(), ws.OpText,
+			[]byte(`{"type":"connected","session_id":"`+session+`","connection_id":"`+c.id+`","user_type_required":true}`))
+		_, _ = c.gc.Write(out)
+		c.ls.stats.framesOut++
+		c.ls.stats.bytesOut += uint64(len(out) - head)
 	case routeChat:
+		_, _ = c.gc.Write(ls.out.Bytes())
 		sink := &chatSink{c: c}
 		sink.alive.Store(true)
 		c.chat = s.openChat(c.id, sink)
