@@ -94,9 +94,10 @@ type Server struct {
 	// URL is the base endpoint, e.g. http://127.0.0.1:43111.
 	URL string
 
-	srv     *http.Server
-	handler Handler
-	done    chan struct{}
+	srv       *http.Server
+	handler   Handler
+	done      chan struct{}
+	closeOnce sync.Once
 
 	mu       sync.Mutex
 	requests []Request
@@ -116,10 +117,14 @@ func Start(h Handler) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the server, releasing stalled streams.
+// Close stops the server, releasing stalled streams. Later calls do nothing.
 func (s *Server) Close() error {
-	close(s.done)
-	return s.srv.Close()
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.done)
+		err = s.srv.Close()
+	})
+	return err
 }
 
 // Requests returns a copy of the requests received so far.
