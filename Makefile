@@ -42,8 +42,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSessionMessage$$' -fuzztime $(FUZZTIME) ./edge/
 
 ## bench: connection-scale benchmarks; see bench/README.md and docs/BENCHMARKS.md.
+BENCH_OUT ?= bench/results/full
 bench: build
-	@echo "see bench/README.md for the scenarios and their flags"
+	bin/wsedge-bench -server-cmd bin/wsedge -json $(BENCH_OUT).json -md $(BENCH_OUT).md
 
 clean:
 	rm -rf bin bench/out
