@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -115,6 +116,7 @@ func TestRedisStore(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			t.Run("AcrossInstances", func(t *testing.T) { testAcrossInstances(t, be) })
 			t.Run("CacheInvalidation", func(t *testing.T) { testCacheInvalidation(t, be) })
+			t.Run("LargeSessionMemo", func(t *testing.T) { testLargeSessionMemo(t, be) })
 			t.Run("Crash", func(t *testing.T) { testCrash(t, be) })
 			t.Run("Close", func(t *testing.T) { testClose(t, be) })
 			t.Run("RedisDown", func(t *testing.T) { testRedisDown(t, be) })
@@ -187,6 +189,43 @@ func testCacheInvalidation(t *testing.T, be backend) {
 	waitIDs(t, a, "ci", "x1,x2", 2*time.Second)
 	_ = b.Leave(Ref{SessionID: "ci", ConnectionID: "x2"})
 	waitIDs(t, a, "ci", "x1", 2*time.Second)
+}
+
+// Large sessions are memoized after decoding; changes must still show.
+func testLargeSessionMemo(t *testing.T, be backend) {
+	a := newStore(t, be, "a", func(o *RedisOptions) { o.CacheTTL = time.Hour })
+	b := newStore(t, be, "b", nil)
+	n := memoMinMembers + 10
+	for i := range n {
+		_ = a.Join(member("big", fmt.Sprintf("m%04d", i), "u"))
+	}
+	count := func() int {
+		ms, err := a.Members(context.Background(), "big")
+		if err != nil {
+			return -1
+		}
+		return len(ms)
+	}
+	waitFor(t, "all members", 5*time.Second, func() bool { return count() == n })
+	for range 3 {
+		if got := count(); got != n { // memo hits
+			t.Fatalf("count %d, want %d", got, n)
+		}
+	}
+	a.memoMu.Lock()
+	memoized := a.memo["big"] != nil
+	a.memoMu.Unlock()
+	if !memoized {
+		t.Fatal("large session not memoized")
+	}
+	_ = b.Join(member("big", "zz-new", "u"))
+	waitFor(t, "a join on another instance", 2*time.Second, func() bool { return count() == n+1 })
+	_ = b.Leave(Ref{SessionID: "big", ConnectionID: "zz-new"})
+	_ = a.Leave(Ref{SessionID: "big", ConnectionID: "m0000"})
+	waitFor(t, "leaves", 2*time.Second, func() bool { return count() == n-1 })
+	if got := ids(a, "big"); strings.Contains(got, "m0000") || strings.Contains(got, "zz-new") {
+		t.Fatal("left members still listed")
+	}
 }
 
 // An instance that dies without Leave disappears from answers within its TTL,
@@ -384,7 +423,8 @@ func BenchmarkRedisMembers(b *testing.B) {
 			be := backend{addrs: []string{r.Addr}}
 			stores := []*Redis{newStore(b, be, "a", nil), newStore(b, be, "b", nil), newStore(b, be, "c", nil)}
 			for i := range n {
-				_ = stores[i%3].Join(member("big", fmt.Sprintf("%032x", i), "u"))
+				// Connection ids are random hex, as the edge makes them.
+				_ = stores[i%3].Join(member("big", fmt.Sprintf("%016x%016x", rand.Uint64(), i), "u"))
 			}
 			waitFor(b, "members", 10*time.Second, func() bool {
 				ms, err := stores[0].Members(context.Background(), "big")
