@@ -82,6 +82,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.connections, m.connects, m.closes, m.framesIn, m.framesOut, m.bytesIn, m.bytesOut,
 		m.broadcasts, m.broadcastFails, m.deliveries, m.fanoutLatency, m.slowConsumers, m.httpRequests,
 		m.rejected, m.presenceQuery)
+	// Known label values start at zero so that rate() and alerts see them
+	// before the first event.
+	for _, r := range []string{"outbound_cap", "write_timeout"} {
+		m.slowConsumers.WithLabelValues(r)
+	}
+	for _, r := range []string{"max_connections", "handshake_timeout", "presence_concurrency", "api_concurrency"} {
+		m.rejected.WithLabelValues(r)
+	}
 	return m
 }
 
