@@ -135,12 +135,14 @@ func runEdge(fakeURL string, turns int, ramp, timeout, first time.Duration) resu
 		}
 	}()
 	begin := time.Now()
+	cpu0 := selfCPU()
 	fmt.Fprintln(stdin, "go")
 	var cr clientResult
 	if err := json.NewDecoder(out).Decode(&cr); err != nil {
 		log.Fatalf("clients result: %v", err)
 	}
 	close(done)
+	serverCPU := selfCPU() - cpu0
 	stdin.Close()
 	_ = cmd.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -149,7 +151,8 @@ func runEdge(fakeURL string, turns int, ramp, timeout, first time.Duration) resu
 	_ = svc.Shutdown(ctx)
 
 	res := result{Turns: turns, Completed: cr.Completed, Failed: cr.Failed, PeakConcurrent: peakRunning.Load(),
-		FakeFirstTokenMs: ms(first), WallSeconds: time.Since(begin).Seconds(), CPUs: runtime.NumCPU(), Mode: "edge", Errors: cr.Errors}
+		FakeFirstTokenMs: ms(first), WallSeconds: time.Since(begin).Seconds(), CPUs: runtime.NumCPU(), Mode: "edge", Errors: cr.Errors,
+		ServerCPUSeconds: serverCPU, ClientsCPUSeconds: cpuOf(cmd)}
 	if a := cr.AddedMs; len(a) > 0 {
 		slices.Sort(a)
 		q := func(p float64) float64 { return a[min(len(a)-1, int(p*float64(len(a))))] }

@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -75,12 +76,15 @@ func main() {
 		return
 	}
 	url, stop := startFakeProcess(*first, *rate, *tokens)
-	defer stop()
 	var res result
 	if *edgeM {
 		res = runEdge(url, *turns, *ramp, *timeout, *first)
 	} else {
 		res = run(url, *turns, *ramp, *timeout, *first)
+	}
+	res.FakeCPUSeconds = stop()
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		res.LoadAverage = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
 	out, _ := json.MarshalIndent(res, "", "  ")
 	fmt.Println(string(out))
@@ -111,7 +115,22 @@ func serveFake(first time.Duration, rate float64, tokens int) {
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 }
 
-func startFakeProcess(first time.Duration, rate float64, tokens int) (string, func()) {
+// cpuOf is the CPU time (user+system) of an exited child, in seconds.
+func cpuOf(cmd *exec.Cmd) float64 {
+	if cmd.ProcessState == nil {
+		return 0
+	}
+	return (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+}
+
+// selfCPU is this process's CPU time so far, in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func startFakeProcess(first time.Duration, rate float64, tokens int) (string, func() float64) {
 	self, err := os.Executable()
 	if err != nil {
 		log.Fatal(err)
@@ -127,7 +146,11 @@ func startFakeProcess(first time.Duration, rate float64, tokens int) (string, fu
 	if err != nil {
 		log.Fatalf("fake: %v", err)
 	}
-	return strings.TrimSpace(url), func() { stdin.Close(); _ = cmd.Wait() }
+	return strings.TrimSpace(url), func() float64 {
+		stdin.Close()
+		_ = cmd.Wait()
+		return cpuOf(cmd)
+	}
 }
 
 type sink struct {
@@ -175,6 +198,10 @@ type result struct {
 	GoroutinesPerTurn float64  `json:"goroutines_per_active_turn"`
 	WallSeconds       float64  `json:"wall_seconds"`
 	Mode              string   `json:"mode"`
+	ServerCPUSeconds  float64  `json:"server_cpu_seconds"`
+	ClientsCPUSeconds float64  `json:"clients_cpu_seconds,omitempty"`
+	FakeCPUSeconds    float64  `json:"fake_cpu_seconds"`
+	LoadAverage       string   `json:"machine_load_average_after"`
 	Errors            []string `json:"errors,omitempty"`
 	CPUs              int      `json:"cpus"`
 }
@@ -204,6 +231,7 @@ func run(url string, turns int, ramp, timeout, first time.Duration) result {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	g0 := runtime.NumGoroutine()
+	cpu0 := selfCPU()
 
 	sinks := make([]*sink, turns)
 	var active, peak atomic.Int64
@@ -256,7 +284,8 @@ func run(url string, turns int, ramp, timeout, first time.Duration) result {
 	close(done)
 	wall := time.Since(begin)
 
-	res := result{Turns: turns, PeakConcurrent: peak.Load(), FakeFirstTokenMs: ms(first), WallSeconds: wall.Seconds(), CPUs: runtime.NumCPU(), Mode: "service"}
+	res := result{Turns: turns, PeakConcurrent: peak.Load(), FakeFirstTokenMs: ms(first), WallSeconds: wall.Seconds(), CPUs: runtime.NumCPU(), Mode: "service",
+		ServerCPUSeconds: selfCPU() - cpu0}
 	var added, req []time.Duration
 	for _, s := range sinks {
 		if s.failed.Load() || s.firstTok.Load() == 0 {
