@@ -54,6 +54,9 @@ type Config struct {
 	// HistoryLimit caps the messages returned by History and read by
 	// Summarize [1000].
 	HistoryLimit int
+	// SummaryChars caps the characters of history sent to the summary
+	// model; the newest messages are kept [100000].
+	SummaryChars int
 	// StoreTimeout bounds each history read or write [5s].
 	StoreTimeout time.Duration
 	// Rewrites is MAXIMUM_GUARDRAIL_REWRITES: how many times an answer
@@ -76,6 +79,7 @@ func (c *Config) defaults() {
 	def(&c.HistoryMessages, 20)
 	def(&c.HistoryChars, 24000)
 	def(&c.HistoryLimit, 1000)
+	def(&c.SummaryChars, 100000)
 	if c.Rewrites < 0 {
 		c.Rewrites = 0
 	}
@@ -191,7 +195,7 @@ func (s *Service) Summarize(ctx context.Context, threadID string) (string, error
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.TurnTimeout)
 	defer cancel()
-	conv := conversation(msgs, summaryInstruction, s.cfg.HistoryLimit, 0)
+	conv := conversation(msgs, summaryInstruction, s.cfg.HistoryLimit+1, s.cfg.SummaryChars)
 	var b strings.Builder
 	res, err := s.model.Stream(ctx, model.Request{
 		System:   "You write short, factual summaries of customer support conversations.",
