@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -331,7 +332,40 @@ func redisCmd(addr string, args ...string) (string, error) {
 
 type instance struct {
 	name, addr string
+	admin      string // from the log's "admin listening" line
 	cmd        *exec.Cmd
+}
+
+var adminRe = regexp.MustCompile(`admin listening.*?addr["=:]+"?([0-9.]+:[0-9]+)`)
+
+// presenceServerTime sums wsedge_presence_query_seconds (sum, count) over
+// the instances: the time the server spends in presence.Store.Members.
+func presenceServerTime(ins []*instance) (sum float64, count int) {
+	for _, in := range ins {
+		if in.admin == "" {
+			continue
+		}
+		resp, err := http.Get("http://" + in.admin + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) != 2 {
+				continue
+			}
+			v, _ := strconv.ParseFloat(f[1], 64)
+			switch f[0] {
+			case "wsedge_presence_query_seconds_sum":
+				sum += v
+			case "wsedge_presence_query_seconds_count":
+				count += int(v)
+			}
+		}
+	}
+	return sum, count
 }
 
 func startInstance(bin, dir, name, url string) (*instance, error) {
@@ -347,7 +381,7 @@ func startInstance(bin, dir, name, url string) (*instance, error) {
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "ADDR="+addr, "ADMIN_ADDR=127.0.0.1:0", "DEBUG=1", "INSTANCE_ID="+name,
-		"REDIS_URL="+url, "LOG_LEVEL=warn", "MAX_CONNECTIONS=100000", "PING_INTERVAL=10m", "PONG_TIMEOUT=10m")
+		"REDIS_URL="+url, "LOG_LEVEL=info", "MAX_CONNECTIONS=100000", "PING_INTERVAL=10m", "PONG_TIMEOUT=10m")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -364,6 +398,11 @@ func startInstance(bin, dir, name, url string) (*instance, error) {
 	if err != nil {
 		in.stop()
 		return nil, fmt.Errorf("%s did not become healthy (log %s)", name, logf.Name())
+	}
+	if b, err := os.ReadFile(logf.Name()); err == nil {
+		if m := adminRe.FindSubmatch(b); m != nil {
+			in.admin = string(m[1])
+		}
 	}
 	return in, nil
 }
@@ -690,6 +729,9 @@ type presenceResult struct {
 	P50Ms    float64 `json:"p50_ms"`
 	P99Ms    float64 `json:"p99_ms"`
 	MaxMs    float64 `json:"max_ms"`
+	// StoreMeanMs is the server's mean time in presence.Store.Members
+	// (wsedge_presence_query_seconds), without JSON encoding and I/O.
+	StoreMeanMs float64 `json:"store_mean_ms"`
 }
 
 func presenceBench(o options, ins []*instance, k int) (presenceResult, error) {
@@ -703,6 +745,7 @@ func presenceBench(o options, ins []*instance, k int) (presenceResult, error) {
 	if err := waitPresence(asker, k); err != nil {
 		return presenceResult{}, fmt.Errorf("presence never reached %d", k)
 	}
+	sum0, n0 := presenceServerTime(ins)
 	var lat []time.Duration
 	for range o.presenceReqs {
 		start := time.Now()
@@ -717,6 +760,9 @@ func presenceBench(o options, ins []*instance, k int) (presenceResult, error) {
 	}
 	r := presenceResult{Members: k, Requests: o.presenceReqs}
 	r.P50Ms, r.P99Ms, r.MaxMs = pct(lat)
+	if sum1, n1 := presenceServerTime(ins); n1 > n0 {
+		r.StoreMeanMs = (sum1 - sum0) / float64(n1-n0) * 1000
+	}
 	return r, nil
 }
 
@@ -755,9 +801,9 @@ func markdown(r results) string {
 		fmt.Fprintf(&b, "| %.3f | %.3f | %.5f | %d | %s |\n\n", i.PerSecond, i.PerInstancePerSecond, i.PerConnPerMinute, i.RedisClients, strings.Join(parts, ", "))
 	}
 	if len(r.Presence) > 0 {
-		b.WriteString("**Presence** round trip over WebSocket (members spread over the instances, sequential requests):\n\n| members | requests | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|\n")
+		b.WriteString("**Presence** round trip over WebSocket (members spread over the instances, sequential requests; the last column is the server's mean time in `Members`, from `wsedge_presence_query_seconds`):\n\n| members | requests | p50 ms | p99 ms | max ms | server Members mean ms |\n|---|---|---|---|---|---|\n")
 		for _, p := range r.Presence {
-			fmt.Fprintf(&b, "| %d | %d | %.2f | %.2f | %.2f |\n", p.Members, p.Requests, p.P50Ms, p.P99Ms, p.MaxMs)
+			fmt.Fprintf(&b, "| %d | %d | %.2f | %.2f | %.2f | %.2f |\n", p.Members, p.Requests, p.P50Ms, p.P99Ms, p.MaxMs, p.StoreMeanMs)
 		}
 		b.WriteString("\n")
 	}

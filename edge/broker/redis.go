@@ -21,7 +21,7 @@ import (
 // Defaults of RedisOptions.
 const (
 	DefaultRedisBacklog = 10000
-	DefaultRedisShards  = 16
+	DefaultRedisShards  = 8
 	DefaultRedisTimeout = time.Second
 	// redisMaxBatch bounds one pipelined publish round trip; rueidis moves
 	// pipelines above BlockingPipeline (2000) to a separate pool, so stay below.
@@ -151,7 +151,7 @@ func NewRedis(h Handler, o RedisOptions) (*Redis, error) {
 	}
 	b.m = m
 	for i := range o.Shards {
-		s := &redisShard{b: b, idx: i, want: make(map[string]string), kick: make(chan struct{}, 1)}
+		s := &redisShard{b: b, idx: i, want: make(map[string]string), kick: make(chan struct{}, 1), reset: make(chan string, 1)}
 		if o.Sharded {
 			s.prefix = "ws:session:{" + strconv.Itoa(i) + "}:"
 		} else {
@@ -401,6 +401,7 @@ type redisShard struct {
 	idx    int
 	prefix string
 	kick   chan struct{} // capacity 1: a pending wake-up is enough
+	reset  chan string   // capacity 1: the server dropped a wanted channel
 
 	mu   sync.Mutex
 	want map[string]string // channel -> session
@@ -474,18 +475,27 @@ func (s *redisShard) connect() error {
 				_, wanted := s.want[ps.Channel]
 				s.mu.Unlock()
 				if wanted {
-					s.b.log.Info("redis dropped a sharded subscription (slot moved); resubscribing", "channel", ps.Channel)
-					s.wake()
+					// Our own bookkeeping still lists it; start over.
+					select {
+					case s.reset <- ps.Channel:
+					default:
+					}
 				}
 			}
 		},
 	})
+	select { // a drop reported on the previous connection is moot
+	case <-s.reset:
+	default:
+	}
 	have := make(map[string]struct{})
 	s.wake()
 	for {
 		select {
 		case <-s.b.ctx.Done():
 			return nil
+		case ch := <-s.reset:
+			return fmt.Errorf("redis dropped sharded subscription %s (slot moved?)", ch)
 		case err, ok := <-lost:
 			if !ok || err == nil {
 				err = errors.New("connection closed")

@@ -526,3 +526,77 @@ func TestRedisBrokerIdleShardReleasesConnection(t *testing.T) {
 	_ = b.Unsubscribe("x")
 	waitFor(t, "unsubscription in Redis", 5*time.Second, func() bool { return count() == 0 })
 }
+
+// A cluster moving the slot of a channel group unsubscribes its listeners
+// (sunsubscribe); the group must subscribe again on the new owner, and
+// publishers must follow the MOVED redirect.
+func TestRedisBrokerSlotMigration(t *testing.T) {
+	c := testenv.StartRedisCluster(t, 3)
+	be := backend{addrs: c.Addrs, sharded: true}
+	ra, rb := newRecorder(), newRecorder()
+	one := func(o *RedisOptions) { o.Shards = 1 } // every channel in slot of "{0}"
+	a := newBroker(t, be, "a", ra.handle, one)
+	b := newBroker(t, be, "b", rb.handle, one)
+	_ = b.Subscribe("mig")
+	waitReady(t, a, "mig", rb)
+
+	slotS, err := c.Nodes[0].Command("CLUSTER", "KEYSLOT", "ws:session:{0}:mig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot, _ := strconv.Atoi(slotS)
+	ids := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		if ids[i], err = n.Command("CLUSTER", "MYID"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := -1
+	nodes, err := c.Nodes[0].Command("CLUSTER", "NODES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(nodes, "\n") {
+		f := strings.Fields(line)
+		for _, r := range f[min(len(f), 8):] {
+			lo, hi, _ := strings.Cut(r, "-")
+			l, _ := strconv.Atoi(lo)
+			h, err := strconv.Atoi(hi)
+			if err != nil {
+				h = l
+			}
+			if slot >= l && slot <= h {
+				for i, id := range ids {
+					if id == f[0] {
+						src = i
+					}
+				}
+			}
+		}
+	}
+	if src < 0 {
+		t.Fatalf("owner of slot %d not found in\n%s", slot, nodes)
+	}
+	dst := (src + 1) % len(c.Nodes)
+	s := strconv.Itoa(slot)
+	for _, step := range []struct {
+		node int
+		args []string
+	}{
+		{dst, []string{"CLUSTER", "SETSLOT", s, "IMPORTING", ids[src]}},
+		{src, []string{"CLUSTER", "SETSLOT", s, "MIGRATING", ids[dst]}},
+		{dst, []string{"CLUSTER", "SETSLOT", s, "NODE", ids[dst]}},
+		{src, []string{"CLUSTER", "SETSLOT", s, "NODE", ids[dst]}},
+		{3 - src - dst, []string{"CLUSTER", "SETSLOT", s, "NODE", ids[dst]}},
+	} {
+		if _, err := c.Nodes[step.node].Command(step.args...); err != nil {
+			t.Fatalf("%v on node %d: %v", step.args, step.node, err)
+		}
+	}
+	moved := time.Now()
+	waitReady(t, a, "mig", rb)
+	t.Logf("delivery back %s after the slot moved", time.Since(moved))
+	if got := counterValue(t, b.m.reconnects); got == 0 {
+		t.Fatal("the subscriber did not notice that its slot moved")
+	}
+}
