@@ -396,7 +396,7 @@ func TestUpstreamFailures(t *testing.T) {
 				t.Fatalf("frames %s, want %s", got, want)
 			}
 			if counterValue(e.svc.m.upstream.WithLabelValues(tc.kind)) != 1 {
-				t.Fatalf("upstream error %q not counted", tc.kind)
+				t.Fatalf("upstream error %q not counted; frames %v", tc.kind, sink.raw)
 			}
 			if msgs, _ := e.store.Recent(context.Background(), "f", 0); len(msgs) != 0 {
 				t.Fatalf("failed turn stored %+v", msgs)

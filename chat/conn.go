@@ -230,12 +230,16 @@ func (t *turn) emit(s *Service, delta string) error {
 func (s *Service) run(t *turn) {
 	defer t.cancel(nil)
 	outcome, kind, err := s.execute(t)
-	s.m.turns.WithLabelValues(outcome).Inc()
+	if err != nil {
+		s.m.upstream.WithLabelValues(kind).Inc()
+	}
+	// Counted last: tests (and dashboards) that see the turn counted see
+	// everything else about it.
 	s.m.duration.Observe(time.Since(t.accepted).Seconds())
+	s.m.turns.WithLabelValues(outcome).Inc()
 	log := s.log.With("connection_id", t.c.id, "thread_id", t.thread, "outcome", outcome,
 		"duration", time.Since(t.accepted), "model", s.model.Name())
 	if err != nil {
-		s.m.upstream.WithLabelValues(kind).Inc()
 		log.Warn("chat turn failed", "type", kind, "err", err)
 	} else {
 		log.Debug("chat turn ended")
