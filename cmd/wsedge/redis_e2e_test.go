@@ -403,7 +403,7 @@ func e2eKilled(t *testing.T, url string) {
 	t.Logf("killed instance's members gone from presence after %s (TTL 3s)", time.Since(killed))
 }
 
-// Redis stopped mid-test: local delivery continues, /health/ stays 200,
+// Redis killed for 10 s mid-test: local delivery continues, /health/ stays 200,
 // presence answers presence_unavailable; after Redis returns, cross-instance
 // delivery and presence are back within 2 s without any client action.
 func e2eRedisRestart(t *testing.T, r *testenv.Redis) {
@@ -429,8 +429,11 @@ func e2eRedisRestart(t *testing.T, r *testenv.Redis) {
 	}
 	waitCross("before", 5*time.Second)
 
-	r.Stop()
-	for i := range 20 {
+	// Redis killed for 10 s while a1 keeps broadcasting: both local
+	// listeners get every message, in order.
+	r.Kill()
+	outage := time.Now()
+	for i := 0; time.Since(outage) < 10*time.Second; i++ {
 		msg := "down-" + strconv.Itoa(i)
 		a1.send(map[string]any{"type": "broadcast", "msg": msg})
 		for _, c := range []*e2eClient{a1, a2} {
@@ -438,6 +441,7 @@ func e2eRedisRestart(t *testing.T, r *testenv.Redis) {
 				t.Fatalf("local delivery stopped while Redis is down (%s)", msg)
 			}
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	for _, in := range []*e2eInstance{a, b} {
 		resp, err := http.Get("http://" + in.addr + "/health/")
