@@ -44,6 +44,15 @@ func (c csrf) valid(token []byte, now time.Time) bool {
 	if len(token) == 0 || len(token) > 128 {
 		return false
 	}
+	// The decoder skips \r and \n even in strict mode; a token is only
+	// the base64url alphabet and one dot.
+	for _, ch := range token {
+		switch {
+		case ch >= 'A' && ch <= 'Z', ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9', ch == '-', ch == '_', ch == '.':
+		default:
+			return false
+		}
+	}
 	i := bytes.IndexByte(token, '.')
 	if i < 0 {
 		return false
