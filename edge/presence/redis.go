@@ -549,8 +549,7 @@ func (s *Redis) flush() error {
 			del = append(del, indexEntry(id, sid))
 		}
 	}
-	cmds = append(cmds, s.indexCmds(add, del)...)
-	if err := s.do("flush", cmds); err != nil {
+	if err := s.do("flush", s.indexed(add, cmds, del)); err != nil {
 		s.mu.Lock()
 		s.voidLocked()
 		s.mu.Unlock()
@@ -587,20 +586,24 @@ func (s *Redis) leaveCmds(conn, session string) rueidis.Commands {
 	}
 }
 
-func (s *Redis) indexCmds(add, del []string) rueidis.Commands {
+// indexed wraps member writes with this instance's index updates: entries
+// are added before and removed after the member keys, so that a pipeline cut
+// short never leaves a member the index (and so the janitor) does not know.
+func (s *Redis) indexed(add []string, cmds rueidis.Commands, del []string) rueidis.Commands {
 	c := s.client
-	var cmds rueidis.Commands
+	out := make(rueidis.Commands, 0, len(cmds)+len(add)/redisChunk+len(del)/redisChunk+2)
 	for len(add) > 0 {
 		n := min(len(add), redisChunk)
-		cmds = append(cmds, c.B().Sadd().Key(keyInstance+s.id+":conns").Member(add[:n]...).Build())
+		out = append(out, c.B().Sadd().Key(keyInstance+s.id+":conns").Member(add[:n]...).Build())
 		add = add[n:]
 	}
+	out = append(out, cmds...)
 	for len(del) > 0 {
 		n := min(len(del), redisChunk)
-		cmds = append(cmds, c.B().Srem().Key(keyInstance+s.id+":conns").Member(del[:n]...).Build())
+		out = append(out, c.B().Srem().Key(keyInstance+s.id+":conns").Member(del[:n]...).Build())
 		del = del[n:]
 	}
-	return cmds
+	return out
 }
 
 // indexEntry names a member in an instance's index; connection ids never
@@ -663,8 +666,7 @@ func (s *Redis) resyncWith(snap []Member) error {
 		del = append(del, e)
 		cmds = append(cmds, s.leaveCmds(id, sid)...)
 	}
-	cmds = append(cmds, s.indexCmds(add, del)...)
-	return s.do("resync", cmds)
+	return s.do("resync", s.indexed(add, cmds, del))
 }
 
 // retire removes every entry of this instance (used by Close).
