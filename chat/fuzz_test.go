@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +42,42 @@ func FuzzOnText(f *testing.F) {
 		}
 		if got[0] != "session_started" && got[0][:6] != "error:" {
 			t.Fatalf("first frame %v", got)
+		}
+	})
+}
+
+// FuzzConversation: whatever the stored history, the model gets roles that
+// alternate starting with the user, no blank text, and the new message last.
+func FuzzConversation(f *testing.F) {
+	f.Add([]byte("u:hi|a:hello|u:more"), 3, 100)
+	f.Add([]byte("a:|a:x|u:|u:y"), 0, 0)
+	f.Add([]byte("u:q|a:|u:q2|e:"), 2, 5)
+	f.Fuzz(func(t *testing.T, spec []byte, maxMsgs, maxChars int) {
+		var stored []history.Message
+		for _, part := range strings.Split(string(spec), "|") {
+			if len(part) < 2 {
+				continue
+			}
+			m := history.Message{Role: model.RoleUser, Content: part[2:]}
+			switch part[0] {
+			case 'a':
+				m.Role = model.RoleAssistant
+			case 'e':
+				m.Role, m.Escalated = model.RoleAssistant, true
+			}
+			stored = append(stored, m)
+		}
+		out := conversation(stored, "NEW", maxMsgs%50, maxChars%500)
+		if len(out) == 0 || out[0].Role != model.RoleUser || !strings.HasSuffix(out[len(out)-1].Content, "NEW") {
+			t.Fatalf("bad conversation %+v", out)
+		}
+		for i, m := range out {
+			if strings.TrimSpace(m.Content) == "" {
+				t.Fatalf("blank message %d: %+v", i, out)
+			}
+			if i > 0 && out[i-1].Role == m.Role {
+				t.Fatalf("roles do not alternate at %d: %+v", i, out)
+			}
 		}
 	})
 }
