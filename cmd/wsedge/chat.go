@@ -20,8 +20,6 @@ import (
 	"github.com/wsedge/wsedge/chat/api"
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/chat/model"
-	"github.com/wsedge/wsedge/edge"
-	"github.com/wsedge/wsedge/edge/broker"
 )
 
 // chatConfig is the chat side's configuration, parsed once.
@@ -194,36 +192,4 @@ func newChat(ctx context.Context, cfg chatConfig, mirror chat.Mirror, log *slog.
 		return err
 	}
 	return svc, apiHandler, close, nil
-}
-
-// chatMirror publishes chat's session_message frames to the listeners of
-// /ws/session/<thread_id>/ on every instance, through the broker. Mirroring
-// is best effort: a frame the broker refuses (backlog full, closed) is
-// dropped and counted, never waited for — Mirror is called from chat
-// workers and must not block.
-type chatMirror struct {
-	b       broker.Broker
-	dropped prometheus.Counter
-}
-
-func newChatMirror(b broker.Broker, reg prometheus.Registerer) (*chatMirror, error) {
-	m := &chatMirror{b: b, dropped: prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "wsedge_chat_mirror_dropped_total",
-		Help: "Chat frames not mirrored to session listeners because the broker refused them.",
-	})}
-	if err := reg.Register(m.dropped); err != nil {
-		return nil, fmt.Errorf("chat mirror metrics: %w", err)
-	}
-	return m, nil
-}
-
-func (m *chatMirror) Mirror(threadID string, payload []byte) {
-	if err := m.b.Publish(threadID, payload); err != nil {
-		m.dropped.Inc()
-	}
-}
-
-// openChat adapts the chat service to the edge's /ws/chat/ hook.
-func openChat(svc *chat.Service) edge.OpenChat {
-	return func(connectionID string, sink edge.ChatSink) edge.ChatConn { return svc.Open(connectionID, sink) }
 }

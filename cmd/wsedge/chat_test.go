@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/chat/model/fakebedrock"
-	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/internal/testenv"
 )
 
@@ -246,48 +244,5 @@ func TestNewChatLocal(t *testing.T) {
 	_, tok := callAPI(t, h, "GET", "/api/csrf-token/", "", "")
 	if status, _ := callAPI(t, h, "POST", "/api/thread/history", tok["csrfToken"].(string), `{"thread_id":"optional-thread-id"}`); status != 200 {
 		t.Fatalf("history %d", status)
-	}
-}
-
-func TestChatMirrorAndOpenChat(t *testing.T) {
-	var mu sync.Mutex
-	var got []string
-	b := broker.NewMemory(func(session string, payload []byte) {
-		mu.Lock()
-		defer mu.Unlock()
-		got = append(got, session+" "+string(payload))
-	})
-	mirrored := func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), got...) }
-	if err := b.Subscribe("t1"); err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	m, err := newChatMirror(b, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, _ := loadChatConfig(chatEnv(map[string]string{"LOCAL_MODEL_DELAY": "0s"}), "")
-	svc, _, closeFn, err := newChat(context.Background(), cfg, m, nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeFn(context.Background())
-	sink := &testSink{ended: make(chan struct{})}
-	conn := openChat(svc)("0123456789abcdef0123456789abcdef", sink)
-	conn.OnText([]byte(`{"type":"chat","message":"watch me","thread_id":"t1"}`))
-	<-sink.ended
-	for deadline := time.Now().Add(5 * time.Second); len(mirrored()) < 2 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-	}
-	frames := mirrored()
-	if len(frames) != 2 || !strings.HasPrefix(frames[0], `t1 {"type":"session_message","user_type":"user","client_type":"chat","msg":"watch me"`) ||
-		!strings.Contains(frames[1], `"user_type":"assistant"`) {
-		t.Fatalf("mirrored %q", frames)
-	}
-	_ = b.Close()
-	m.Mirror("t1", []byte(`{}`))
-	var pb dto.Metric
-	_ = m.dropped.Write(&pb)
-	if pb.GetCounter().GetValue() != 1 {
-		t.Fatal("drop not counted")
 	}
 }
