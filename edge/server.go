@@ -52,6 +52,7 @@ type Server struct {
 	loops    map[gnet.EventLoop]*loopState
 	open     atomic.Int64 // sockets open
 	draining atomic.Bool
+	shutting atomic.Bool
 	stopOnce sync.Once
 	done     chan struct{}
 	apiWG    sync.WaitGroup
@@ -106,6 +107,15 @@ func (s *Server) Ready() <-chan struct{} { return s.booted }
 
 // Draining reports whether a graceful shutdown has begun.
 func (s *Server) Draining() bool { return s.draining.Load() }
+
+// BeginDrain turns /health/ to 503 and refuses new upgrades, leaving open
+// sockets alone, so that the load balancer stops routing here while work in
+// flight (chat turns) finishes. Shutdown does it too.
+func (s *Server) BeginDrain() {
+	if s.draining.CompareAndSwap(false, true) {
+		s.log.Info("draining: health 503, new upgrades refused", "connections", s.open.Load())
+	}
+}
 
 // OnBoot implements gnet.EventHandler.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
@@ -210,13 +220,14 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 // DrainSpread, and the engine stops when all are gone or at ctx's deadline
 // (and at DrainTimeout at the latest).
 func (s *Server) Shutdown(ctx context.Context) error {
-	if !s.draining.CompareAndSwap(false, true) {
+	if !s.shutting.CompareAndSwap(false, true) {
 		<-s.done
 		return nil
 	}
+	s.BeginDrain()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
 	defer cancel()
-	s.log.Info("draining", "connections", s.open.Load(), "spread", s.cfg.DrainSpread)
+	s.log.Info("closing sockets", "connections", s.open.Load(), "spread", s.cfg.DrainSpread)
 	s.drainSockets(ctx)
 	s.apiWG.Wait()
 	s.stopOnce.Do(func() { close(s.done) })

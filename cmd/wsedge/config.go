@@ -44,36 +44,65 @@ func isPlaceholderSecret(s string) bool {
 }
 
 // settings lists every environment variable main knows; each also has a flag
-// (ADMIN_ADDR → -admin-addr) that takes precedence over the environment.
-var settings = []struct{ key, help string }{
-	{"ADDR", "HTTP/WebSocket listen address (default 0.0.0.0:8000)"},
-	{"ADMIN_ADDR", "admin listener for /metrics and pprof (default 127.0.0.1:9090)"},
-	{"INSTANCE_ID", "name of this instance (default: host name)"},
-	{"DEBUG", "1 skips the Origin check and allows a placeholder SECRET_KEY (alias DJANGO_DEBUG; default 0)"},
-	{"ALLOWED_HOSTS", "comma-separated Django-style host patterns for the Origin check (alias DJANGO_ALLOWED_HOSTS)"},
-	{"SECRET_KEY", "secret for signed tokens; required when DEBUG=0 (alias DJANGO_SECRET_KEY)"},
-	{"EVENT_LOOPS", "gnet event loops (default: number of CPUs)"},
-	{"MAX_MESSAGE_SIZE", "largest incoming message, e.g. 1MiB (default 1MiB)"},
-	{"OUTBOUND_QUEUE_CAP", "bytes queued per socket before it is closed 1013 (default 1MiB)"},
-	{"MAX_CONNECTIONS", "open sockets cap (default 100000)"},
-	{"HELLO_TIMEOUT", "time to send hello on a session socket (default 30s)"},
-	{"PING_INTERVAL", "idle time before the server pings (default 20s)"},
-	{"PONG_TIMEOUT", "time a pinged socket has to answer (default 30s)"},
-	{"WRITE_TIMEOUT", "time a socket may accept no bytes (default 30s)"},
-	{"HANDSHAKE_TIMEOUT", "time to receive a whole HTTP request (default 10s)"},
-	{"HTTP_IDLE_TIMEOUT", "keep-alive idle timeout; keep above the ALB's 60s (default 75s)"},
-	{"DRAIN_TIMEOUT", "graceful shutdown bound (default 30s)"},
-	{"DRAIN_SPREAD", "closing of sockets is spread over this long on shutdown (default 5s)"},
-	{"RECONNECT_JITTER", "upper bound of the reconnect hint sent on shutdown (default 5s)"},
-	{"LOG_LEVEL", "debug, info, warn or error (default info)"},
-	{"LOG_FORMAT", "text or json (default json)"},
-	{"REDIS_URL", "Redis for cross-instance fan-out and presence; empty: in-memory (see docs/REDIS.md)"},
-	{"AUTH_API_KEY", "API key for /ws/chat/ and /api/*; empty: no key required"},
-	{"CSRF_SECRET_KEY", "CSRF token secret (default: SECRET_KEY)"},
-	{"DATABASE_URL", "PostgreSQL for chat history; empty: in-memory (or the PSQL_* variables)"},
-	{"BEDROCK_MODEL_ID_CHAT", "Bedrock model for chat; empty: the local demo model"},
-	{"BEDROCK_MODEL_ID_SUMMARY", "Bedrock model for summaries (default: the chat model)"},
-	{"AWS_BEDROCK_REGION", "Bedrock region (default: the AWS SDK's region)"},
+// (ADMIN_ADDR → -admin-addr) that takes precedence over the environment,
+// except secrets, which would show in the process list: those are read from
+// the environment only.
+var settings = []struct {
+	key, help string
+	secret    bool
+}{
+	{key: "ADDR", help: "HTTP/WebSocket listen address (default 0.0.0.0:8000)"},
+	{key: "ADMIN_ADDR", help: "admin listener for /metrics and pprof (default 127.0.0.1:9090)"},
+	{key: "INSTANCE_ID", help: "name of this instance (default: host name)"},
+	{key: "DEBUG", help: "1 skips the Origin check and allows a placeholder SECRET_KEY (alias DJANGO_DEBUG; default 0)"},
+	{key: "ALLOWED_HOSTS", help: "comma-separated Django-style host patterns for the Origin check (alias DJANGO_ALLOWED_HOSTS)"},
+	{key: "SECRET_KEY", help: "secret for signed tokens; required when DEBUG=0 (alias DJANGO_SECRET_KEY)", secret: true},
+	{key: "EVENT_LOOPS", help: "gnet event loops (default: number of CPUs)"},
+	{key: "MAX_MESSAGE_SIZE", help: "largest incoming message, e.g. 1MiB (default 1MiB)"},
+	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013 (default 1MiB)"},
+	{key: "MAX_CONNECTIONS", help: "open sockets cap (default 100000)"},
+	{key: "HELLO_TIMEOUT", help: "time to send hello on a session socket (default 30s)"},
+	{key: "PING_INTERVAL", help: "idle time before the server pings (default 20s)"},
+	{key: "PONG_TIMEOUT", help: "time a pinged socket has to answer (default 30s)"},
+	{key: "WRITE_TIMEOUT", help: "time a socket may accept no bytes (default 30s)"},
+	{key: "HANDSHAKE_TIMEOUT", help: "time to receive a whole HTTP request (default 10s)"},
+	{key: "HTTP_IDLE_TIMEOUT", help: "keep-alive idle timeout; keep above the ALB's 60s (default 75s)"},
+	{key: "DRAIN_TIMEOUT", help: "graceful shutdown bound (default 30s)"},
+	{key: "DRAIN_SPREAD", help: "closing of sockets is spread over this long on shutdown (default 5s)"},
+	{key: "RECONNECT_JITTER", help: "upper bound of the reconnect hint sent on shutdown (default 5s)"},
+	{key: "LOG_LEVEL", help: "debug, info, warn or error (default info)"},
+	{key: "LOG_FORMAT", help: "text or json (default json)"},
+	{key: "REDIS_URL", help: "Redis for cross-instance fan-out and presence; empty: in-memory (docs/REDIS.md)", secret: true},
+	{key: "REDIS_TIMEOUT", help: "bound of every Redis call (docs/REDIS.md)"},
+	{key: "REDIS_CONNECT_TIMEOUT", help: "how long start-up waits for Redis (docs/REDIS.md)"},
+	{key: "REDIS_PING_INTERVAL", help: "Redis connection keep-alive (docs/REDIS.md)"},
+	{key: "REDIS_PRESENCE_TTL", help: "how long a crashed instance's members stay listed (docs/REDIS.md)"},
+	{key: "REDIS_PRESENCE_MAX_PENDING", help: "presence writes queued while Redis is slow or away (docs/REDIS.md)"},
+	{key: "REDIS_PUBLISH_BACKLOG", help: "broadcasts queued for Redis before broadcast_failed (docs/REDIS.md)"},
+	{key: "REDIS_PUBSUB_SHARDS", help: "channel groups for sharded pub/sub on Redis Cluster (docs/REDIS.md)"},
+	{key: "REDIS_CACHE_SIZE", help: "client-side cache per connection, bytes (docs/REDIS.md)"},
+	{key: "AUTH_API_KEY", help: "API key for /ws/chat/ and /api/*; empty: no key required", secret: true},
+	{key: "CSRF_SECRET_KEY", help: "CSRF token secret (default: SECRET_KEY)", secret: true},
+	{key: "DATABASE_URL", help: "PostgreSQL for chat history; empty: in-memory, or the PSQL_* variables (docs/CHAT.md)", secret: true},
+	{key: "DATABASE_MAX_CONNS", help: "PostgreSQL pool size (default 10)"},
+	{key: "BEDROCK_MODEL_ID_CHAT", help: "Bedrock model for chat; empty: the local demo model"},
+	{key: "BEDROCK_MODEL_ID_SUMMARY", help: "Bedrock model for summaries (default: the chat model)"},
+	{key: "AWS_BEDROCK_REGION", help: "Bedrock region (default: the AWS SDK's region)"},
+	{key: "BEDROCK_GUARDRAIL_ID", help: "optional Bedrock guardrail (with BEDROCK_GUARDRAIL_VERSION)"},
+	{key: "BEDROCK_GUARDRAIL_VERSION", help: "version of the guardrail"},
+	{key: "MAXIMUM_GUARDRAIL_REWRITES", help: "regenerations of an answer a guardrail blocked (docs/CHAT.md)"},
+	{key: "BEDROCK_RETRIES", help: "SDK retries before a stream starts (default 0: fail fast)"},
+	{key: "BEDROCK_IDLE_TIMEOUT", help: "a stream with no event this long fails (docs/CHAT.md)"},
+	{key: "BEDROCK_MAX_TOKENS", help: "answer length cap (docs/CHAT.md)"},
+	{key: "CHAT_WORKERS", help: "chat turns streaming at once (docs/CHAT.md)"},
+	{key: "CHAT_QUEUE", help: "accepted chat turns waiting for a worker; beyond: busy (docs/CHAT.md)"},
+	{key: "CHAT_TURN_TIMEOUT", help: "per-turn deadline (docs/CHAT.md)"},
+	{key: "CHAT_HISTORY_MESSAGES", help: "history messages sent to the model (docs/CHAT.md)"},
+	{key: "CHAT_HISTORY_CHARS", help: "history characters sent to the model (docs/CHAT.md)"},
+	{key: "CHAT_SYSTEM_PROMPT", help: "system prompt for chat turns (docs/CHAT.md)"},
+	{key: "CHAT_API_MAX_BODY", help: "HTTP API body cap (docs/CHAT.md)"},
+	{key: "CHAT_API_TIMEOUT", help: "HTTP API call bound (docs/CHAT.md)"},
+	{key: "LOCAL_MODEL_DELAY", help: "pause between the local demo model's words (docs/CHAT.md)"},
 }
 
 func flagName(key string) string { return strings.ToLower(strings.ReplaceAll(key, "_", "-")) }
@@ -84,12 +113,18 @@ func parseFlags(args []string, lookup env) (env, error) {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: wsedge [flags]\n\nEvery flag can also be set by its environment variable.\n\n")
 		for _, s := range settings {
+			if s.secret {
+				fmt.Fprintf(fs.Output(), "  %s  (environment only)\n\t%s\n", s.key, s.help)
+				continue
+			}
 			fmt.Fprintf(fs.Output(), "  -%s  (%s)\n\t%s\n", flagName(s.key), s.key, s.help)
 		}
 	}
 	vals := map[string]*string{}
 	for _, s := range settings {
-		vals[s.key] = fs.String(flagName(s.key), "", s.help)
+		if !s.secret {
+			vals[s.key] = fs.String(flagName(s.key), "", s.help)
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -100,7 +135,7 @@ func parseFlags(args []string, lookup env) (env, error) {
 	set := map[string]string{}
 	fs.Visit(func(f *flag.Flag) {
 		for _, s := range settings {
-			if flagName(s.key) == f.Name {
+			if !s.secret && flagName(s.key) == f.Name {
 				set[s.key] = *vals[s.key]
 			}
 		}

@@ -360,7 +360,6 @@ func TestConfigFlags(t *testing.T) {
 		{"-allowed-hosts overrides DJANGO_ALLOWED_HOSTS", []string{"-allowed-hosts", "x.com,.y.com"}, map[string]string{"SECRET_KEY": cfgSecret, "DJANGO_ALLOWED_HOSTS": "z.com"}, func(c config) bool {
 			return reflect.DeepEqual(c.Edge.AllowedHosts, []string{"x.com", ".y.com"})
 		}},
-		{"-secret-key", []string{"-secret-key", cfgSecret}, map[string]string{"ALLOWED_HOSTS": "*"}, func(c config) bool { return c.SecretKey == cfgSecret }},
 		{"-hello-timeout and -admin-addr", []string{"-hello-timeout", "5s", "-admin-addr", ":9999"}, base, func(c config) bool {
 			return c.Edge.HelloTimeout == 5*time.Second && c.AdminAddr == ":9999" && c.Edge.SweepInterval == time.Second
 		}},
@@ -417,11 +416,18 @@ func TestConfigFlagErrors(t *testing.T) {
 	}
 }
 
-// Every setting has a flag, and no two settings share one.
+// Every setting but the secrets has a flag, and no two settings share one;
+// secrets have none, so they never show in the process list.
 func TestConfigSettingsHaveFlags(t *testing.T) {
 	seen := map[string]string{}
 	for _, s := range settings {
 		name := flagName(s.key)
+		if s.secret {
+			if _, err := parseFlags([]string{"-" + name + "=v"}, cfgEnv(nil)); err == nil {
+				t.Fatalf("secret %s has a flag", s.key)
+			}
+			continue
+		}
 		if other, dup := seen[name]; dup {
 			t.Fatalf("%s and %s map to -%s", s.key, other, name)
 		}

@@ -83,8 +83,12 @@ func run(args []string, lookup env) error {
 	if err != nil {
 		return err
 	}
+	chatClosed := false
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if chatClosed {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := closeChat(cctx); err != nil {
 			log.Warn("chat shutdown", "err", err)
@@ -114,7 +118,16 @@ func run(args []string, lookup env) error {
 	}
 	stop()
 	log.Info("shutdown requested")
-	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.Edge.DrainTimeout+5*time.Second)
+	// Stop taking traffic first, let chat turns in flight finish within part
+	// of the drain budget, then hand every socket a reconnect hint.
+	srv.BeginDrain()
+	turnCtx, cancelTurns := context.WithTimeout(context.Background(), cfg.Edge.DrainTimeout/2)
+	if err := closeChat(turnCtx); err != nil {
+		log.Warn("chat shutdown", "err", err)
+	}
+	chatClosed = true
+	cancelTurns()
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.Edge.DrainTimeout/2+5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(drainCtx); err != nil {
 		return err
