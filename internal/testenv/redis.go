@@ -217,6 +217,7 @@ func StartRedisCluster(t testing.TB, n int) *RedisCluster {
 		}
 		if r == nil {
 			t.Fatalf("redis cluster: could not start node: %v", lastErr)
+			return nil // not reached: Fatalf stops the test
 		}
 		t.Cleanup(r.Kill)
 		c.Nodes = append(c.Nodes, r)
