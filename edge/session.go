@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -193,13 +194,28 @@ func (s *Server) broadcast(c *conn, m clientMessage) {
 	s.metrics.broadcasts.Inc()
 }
 
-// presenceReply is the presence frame of PROTOCOL.md §1.
-type presenceReply struct {
-	Type      string            `json:"type"`
-	SessionID string            `json:"session_id"`
-	Count     int               `json:"count"`
-	ByType    map[string]int    `json:"by_type"`
-	Members   []presence.Member `json:"members"`
+// presenceFrame builds the presence frame of PROTOCOL.md §1. The members
+// array is the bulk of a large answer, so it is appended without reflection.
+func presenceFrame(session string, members []presence.Member) []byte {
+	if members == nil {
+		members = []presence.Member{}
+	}
+	byType := map[string]int{}
+	for _, m := range members {
+		byType[m.ClientType]++
+	}
+	bt, _ := json.Marshal(byType)
+	b := make([]byte, 0, 128+len(bt)+len(members)*160)
+	b = append(b, `{"type":"presence","session_id":"`...)
+	b = append(b, session...) // ValidID: no character needs escaping
+	b = append(b, `","count":`...)
+	b = strconv.AppendInt(b, int64(len(members)), 10)
+	b = append(b, `,"by_type":`...)
+	b = append(b, bt...)
+	b = append(b, `,"members":`...)
+	b = presence.AppendMembersJSON(b, members)
+	b = append(b, '}')
+	return wsframe.Text(b)
 }
 
 // queryPresence asks the store off the loop; the answer comes back through
@@ -224,16 +240,8 @@ func (s *Server) queryPresence(c *conn) {
 			s.log.Warn("presence query", "session_id", session, "err", err)
 			frame = errorFrame("presence_unavailable", "presence is unavailable right now; try again")
 		} else {
-			if members == nil {
-				members = []presence.Member{}
-			}
+			frame = presenceFrame(session, members)
 			s.metrics.presenceQuery.Observe(time.Since(start).Seconds())
-			r := presenceReply{Type: "presence", SessionID: session, Count: len(members), ByType: map[string]int{}, Members: members}
-			for _, m := range members {
-				r.ByType[m.ClientType]++
-			}
-			b, _ := json.Marshal(r)
-			frame = wsframe.Text(b)
 		}
 		c.ls.run(func() { c.send(frame) })
 	}()

@@ -9,8 +9,7 @@ import (
 // encoding/json's Marshal writes for []Member (HTML-safe escaping included),
 // without reflection: for a 5,000-member presence answer it is several times
 // faster, which matters because encoding, not the store, dominated that
-// round trip. (It lives in a redis_ file only for file ownership reasons; it
-// serves every store.)
+// round trip.
 func AppendMembersJSON(dst []byte, ms []Member) []byte {
 	if ms == nil {
 		return append(dst, "null"...)
