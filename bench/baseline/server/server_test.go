@@ -167,6 +167,10 @@ func TestBroadcastAndPresence(t *testing.T) {
 	quiet := dial(t, url+"/ws/session/room/") // no hello: not a member
 	other := dial(t, url+"/ws/session/other/")
 	a.send(ws.OpText, hello)
+	// a's presence answer comes after its hello is handled: only then is it
+	// sure to be a member when b asks.
+	a.send(ws.OpText, `{"type":"presence"}`)
+	_ = a.read()
 	b.send(ws.OpText, `{"type":"hello","user_type":"visitor"}`)
 	other.send(ws.OpText, hello)
 	b.send(ws.OpText, `{"type":"presence"}`)
