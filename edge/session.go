@@ -205,7 +205,7 @@ func presenceFrame(session string, members []presence.Member) []byte {
 		byType[m.ClientType]++
 	}
 	bt, _ := json.Marshal(byType)
-	b := make([]byte, 0, 128+len(bt)+len(members)*160)
+	b := make([]byte, wsframe.Headroom, wsframe.Headroom+128+len(bt)+len(members)*160)
 	b = append(b, `{"type":"presence","session_id":"`...)
 	b = append(b, session...) // ValidID: no character needs escaping
 	b = append(b, `","count":`...)
@@ -215,7 +215,7 @@ func presenceFrame(session string, members []presence.Member) []byte {
 	b = append(b, `,"members":`...)
 	b = presence.AppendMembersJSON(b, members)
 	b = append(b, '}')
-	return wsframe.Text(b)
+	return wsframe.TextInPlace(b)
 }
 
 // queryPresence asks the store off the loop; the answer comes back through

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -42,6 +43,16 @@ func run(args []string, lookup env) error {
 		handler = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
 	}
 	log := slog.New(handler).With("instance_id", cfg.Edge.InstanceID)
+
+	// gnet loops block in epoll_wait as ordinary syscalls and keep their P
+	// until sysmon retakes it, which can take up to 10 ms when the process is
+	// quiet: with GOMAXPROCS equal to the loops, goroutines woken meanwhile
+	// (Redis I/O, chat workers, presence queries) wait that long. One P per
+	// loop on top of one per CPU keeps the CPUs available to them.
+	if _, set := lookup("GOMAXPROCS"); !set {
+		runtime.GOMAXPROCS(runtime.NumCPU() + cfg.Edge.EventLoops)
+	}
+	log.Info("scheduler", "gomaxprocs", runtime.GOMAXPROCS(0), "event_loops", cfg.Edge.EventLoops)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -244,6 +244,23 @@ func AppendFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
+// Headroom is the space to leave in front of a payload built in place (the
+// largest server frame header), for TextInPlace.
+const Headroom = 10
+
+// TextInPlace turns buf, whose first Headroom bytes are free and whose rest
+// is the payload, into a text frame without copying the payload: the header
+// is written just before it. Large frames (presence answers) are built this
+// way.
+func TextInPlace(buf []byte) []byte {
+	payload := buf[Headroom:]
+	h := ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(payload))}
+	n := ws.HeaderSize(h)
+	w := sliceWriter{b: buf[Headroom-n : Headroom-n]}
+	_ = ws.WriteHeader(&w, h)
+	return buf[Headroom-n:]
+}
+
 // Text returns a new text frame holding payload.
 func Text(payload []byte) []byte {
 	return AppendFrame(make([]byte, 0, len(payload)+10), ws.OpText, payload)

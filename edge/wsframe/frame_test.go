@@ -582,3 +582,14 @@ func TestAssemblerReleaseAndReset(t *testing.T) {
 		t.Fatal("continuation accepted after Reset")
 	}
 }
+
+func TestTextInPlace(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 200000} {
+		payload := bytes.Repeat([]byte("p"), n)
+		buf := append(make([]byte, Headroom), payload...)
+		got := TextInPlace(buf)
+		if want := Text(payload); !bytes.Equal(got, want) {
+			t.Fatalf("%d bytes: in-place frame differs from Text", n)
+		}
+	}
+}
