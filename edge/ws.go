@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"crypto/subtle"
 	"io"
 	"strings"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/edge/wsframe"
+	"github.com/wsedge/wsedge/internal/apikey"
 )
 
 // upgrade validates a WebSocket request (route, session id, draining, Origin,
@@ -30,7 +30,7 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	case !s.cfg.Debug && !originAllowed(string(ls.hdr.Peek("Origin")), s.cfg.AllowedHosts):
 		s.replyError(c, "ws", fasthttp.StatusForbidden, "forbidden", "origin not allowed", true)
 		return
-	case route == routeChat && !APIKeyAuthorized(s.cfg.AuthAPIKey, ls.hdr.Peek("Authorization"), ls.uri.QueryArgs().Peek("authorization")):
+	case route == routeChat && !apikey.Match(s.cfg.AuthAPIKey, ls.hdr.Peek("Authorization"), ls.uri.QueryArgs().Peek("authorization")):
 		s.replyError(c, "ws", fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong API key", true)
 		return
 	}
@@ -104,25 +104,6 @@ func ValidID(id string) bool {
 		}
 	}
 	return true
-}
-
-// APIKeyAuthorized checks an API key given as "<key>" or "Bearer <key>" in an
-// Authorization header, or as a query value, in constant time. An empty key
-// means no key is required.
-func APIKeyAuthorized(key string, header, query []byte) bool {
-	if key == "" {
-		return true
-	}
-	for _, v := range [][]byte{header, query} {
-		v = []byte(strings.TrimSpace(string(v)))
-		if len(v) > 7 && strings.EqualFold(string(v[:7]), "bearer ") {
-			v = []byte(strings.TrimSpace(string(v[7:])))
-		}
-		if len(v) > 0 && subtle.ConstantTimeCompare(v, []byte(key)) == 1 {
-			return true
-		}
-	}
-	return false
 }
 
 // onWS reads every complete frame held for c.

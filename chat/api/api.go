@@ -6,9 +6,7 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -17,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/chat/history"
+	"github.com/wsedge/wsedge/internal/apikey"
 )
 
 // Backend answers the API's queries (chat.Service implements it).
@@ -74,23 +73,6 @@ func NewHandler(cfg Config, b Backend, log *slog.Logger) (fasthttp.RequestHandle
 	return h.serve, nil
 }
 
-// Authorized reports whether a request carries apiKey, in the Authorization
-// header (as is, or after "Bearer ") or in the authorization query value.
-// It is true when apiKey is empty. Comparisons take constant time.
-func Authorized(apiKey string, authorizationHeader, queryValue []byte) bool {
-	if apiKey == "" {
-		return true
-	}
-	key := []byte(apiKey)
-	h := bytes.TrimSpace(authorizationHeader)
-	if len(h) > 7 && bytes.EqualFold(h[:7], []byte("bearer ")) {
-		h = bytes.TrimSpace(h[7:])
-	}
-	okHeader := subtle.ConstantTimeCompare(h, key) == 1
-	okQuery := subtle.ConstantTimeCompare(queryValue, key) == 1
-	return okHeader || okQuery
-}
-
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -139,7 +121,7 @@ func (h *handler) post(ctx *fasthttp.RequestCtx, next func(context.Context, *fas
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return
 	}
-	if !Authorized(h.cfg.APIKey, ctx.Request.Header.Peek("Authorization"), nil) {
+	if !apikey.Match(h.cfg.APIKey, ctx.Request.Header.Peek("Authorization"), nil) {
 		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid Authorization header is required")
 		return
 	}

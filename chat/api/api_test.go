@@ -178,31 +178,6 @@ func TestNoAPIKeyConfigured(t *testing.T) {
 	}
 }
 
-func TestAuthorized(t *testing.T) {
-	tests := []struct {
-		key, header, query string
-		want               bool
-	}{
-		{"", "", "", true},
-		{"", "anything", "", true},
-		{"k", "k", "", true},
-		{"k", "Bearer k", "", true},
-		{"k", "bearer  k ", "", true},
-		{"k", "", "k", true},
-		{"k", "wrong", "k", true},
-		{"k", "", "", false},
-		{"k", "Bearer", "", false},
-		{"k", "Bearer kk", "", false},
-		{"k", "Basic k", "", false},
-		{"secret", "secre", "secrett", false},
-	}
-	for _, tc := range tests {
-		if got := Authorized(tc.key, []byte(tc.header), []byte(tc.query)); got != tc.want {
-			t.Errorf("Authorized(%q, %q, %q) = %v", tc.key, tc.header, tc.query, got)
-		}
-	}
-}
-
 func TestNewHandlerValidates(t *testing.T) {
 	if _, err := NewHandler(Config{}, &fakeBackend{}, nil); err == nil {
 		t.Fatal("no CSRF secret accepted")
