@@ -42,6 +42,15 @@ const hexDigits = "0123456789abcdef"
 // U+2029 escaped, invalid UTF-8 as \ufffd.
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	// Fast path: ids and types are plain ASCII that needs no escaping.
+	plain := 0
+	for plain < len(s) && jsonPlain[s[plain]] {
+		plain++
+	}
+	if plain == len(s) {
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
 	start := 0
 	for i := 0; i < len(s); {
 		if b := s[i]; b < utf8.RuneSelf {
@@ -90,3 +99,12 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// jsonPlain marks the bytes encoding/json copies as they are: ASCII from
+// 0x20 up, but for '"', '\\' and the HTML-sensitive '<', '>', '&'.
+var jsonPlain = func() (t [256]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()

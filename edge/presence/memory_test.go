@@ -20,7 +20,9 @@ func TestMemoryStore(t *testing.T) {
 		want    []string
 	}{
 		{"empty", nil, "s", nil},
-		{"sorted by time then id", []op{{join: m("s", "b", 2)}, {join: m("s", "c", 1)}, {join: m("s", "a", 2)}}, "s", []string{"c", "a", "b"}},
+		{"join order", []op{{join: m("s", "b", 2)}, {join: m("s", "c", 1)}, {join: m("s", "a", 2)}}, "s", []string{"b", "c", "a"}},
+		{"leave keeps order", []op{{join: m("s", "a", 1)}, {join: m("s", "b", 1)}, {join: m("s", "c", 1)}, {leave: &Ref{SessionID: "s", ConnectionID: "b"}}}, "s", []string{"a", "c"}},
+		{"rejoin replaces in place", []op{{join: m("s", "a", 1)}, {join: m("s", "b", 1)}, {join: m("s", "a", 3)}}, "s", []string{"a", "b"}},
 		{"other session", []op{{join: m("s", "a", 1)}, {join: m("t", "b", 1)}}, "t", []string{"b"}},
 		{"leave", []op{{join: m("s", "a", 1)}, {join: m("s", "b", 1)}, {leave: &Ref{SessionID: "s", ConnectionID: "a"}}}, "s", []string{"b"}},
 		{"leave unknown", []op{{leave: &Ref{SessionID: "s", ConnectionID: "x"}}}, "s", nil},
