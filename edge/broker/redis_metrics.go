@@ -5,11 +5,12 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsedge/wsedge/internal/redismetrics"
 )
 
-// redisMetrics are the broker's wsedge_redis_* metrics. The presence store
-// registers the same command error/latency, queue and drop families with
-// component="presence"; names and help texts must stay identical to its own.
+// redisMetrics are the broker's wsedge_redis_* metrics; the command, queue and
+// drop families are shared with the presence store (internal/redismetrics).
 type redisMetrics struct {
 	errors     *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
@@ -19,24 +20,12 @@ type redisMetrics struct {
 	reconnects prometheus.Counter
 }
 
-// redisLatencyBuckets span a loopback round trip (~50 µs) to a timeout.
-var redisLatencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
-
 func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMetrics, error) {
-	cl := prometheus.Labels{"component": "broker"}
+	cmd := redismetrics.NewCommands("broker")
 	m := &redisMetrics{
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wsedge_redis_command_errors_total", ConstLabels: cl,
-			Help: "Redis commands that failed (transport errors and error replies), by component and operation.",
-		}, []string{"op"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "wsedge_redis_command_duration_seconds", ConstLabels: cl, Buckets: redisLatencyBuckets,
-			Help: "Time of one Redis round trip (a pipelined batch counts once), by component and operation.",
-		}, []string{"op"}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wsedge_redis_dropped_total", ConstLabels: cl,
-			Help: "Items dropped instead of sent to Redis, by component, queue and reason.",
-		}, []string{"queue", "reason"}),
+		errors:  cmd.Errors,
+		latency: cmd.Latency,
+		dropped: cmd.Dropped,
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsedge_redis_published_total",
 			Help: "Messages published to Redis (one per broadcast, whatever the number of listeners).",
@@ -55,10 +44,7 @@ func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMet
 	}
 	for _, c := range []prometheus.Collector{
 		m.errors, m.latency, m.dropped, m.published, m.received, m.reconnects,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "wsedge_redis_queue_depth", ConstLabels: prometheus.Labels{"component": "broker", "queue": "publish"},
-			Help: "Items waiting to be sent to Redis, by component and queue.",
-		}, depth),
+		redismetrics.QueueDepth("broker", "publish", depth),
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

@@ -4,11 +4,12 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsedge/wsedge/internal/redismetrics"
 )
 
-// redisMetrics are the store's wsedge_redis_* metrics. The broker registers
-// the same command error/latency, queue and drop families with
-// component="broker"; names and help texts must stay identical to its own.
+// redisMetrics are the store's wsedge_redis_* metrics; the command, queue and
+// drop families are shared with the broker (internal/redismetrics).
 type redisMetrics struct {
 	errors    *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
@@ -17,23 +18,12 @@ type redisMetrics struct {
 	janitored prometheus.Counter
 }
 
-var redisLatencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
-
 func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMetrics, error) {
-	cl := prometheus.Labels{"component": "presence"}
+	cmd := redismetrics.NewCommands("presence")
 	m := &redisMetrics{
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wsedge_redis_command_errors_total", ConstLabels: cl,
-			Help: "Redis commands that failed (transport errors and error replies), by component and operation.",
-		}, []string{"op"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "wsedge_redis_command_duration_seconds", ConstLabels: cl, Buckets: redisLatencyBuckets,
-			Help: "Time of one Redis round trip (a pipelined batch counts once), by component and operation.",
-		}, []string{"op"}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wsedge_redis_dropped_total", ConstLabels: cl,
-			Help: "Items dropped instead of sent to Redis, by component, queue and reason.",
-		}, []string{"queue", "reason"}),
+		errors:  cmd.Errors,
+		latency: cmd.Latency,
+		dropped: cmd.Dropped,
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsedge_redis_presence_resyncs_total",
 			Help: "Full rewrites of this instance's presence entries (start, after Redis failed or lost data).",
@@ -48,10 +38,7 @@ func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMet
 	}
 	for _, c := range []prometheus.Collector{
 		m.errors, m.latency, m.dropped, m.resyncs, m.janitored,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "wsedge_redis_queue_depth", ConstLabels: prometheus.Labels{"component": "presence", "queue": "presence"},
-			Help: "Items waiting to be sent to Redis, by component and queue.",
-		}, depth),
+		redismetrics.QueueDepth("presence", "presence", depth),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("presence: redis metrics: %w", err)
