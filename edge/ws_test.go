@@ -334,3 +334,39 @@ func TestAbruptCloses(t *testing.T) {
 		}
 	}
 }
+
+// A socket that accepts no bytes for WriteTimeout is closed even while its
+// queue is under the cap.
+func TestWriteTimeout(t *testing.T) {
+	ts := startServer(t, func(c *Config) {
+		c.OutboundCap = 256 << 20
+		c.WriteTimeout = 500 * time.Millisecond
+		c.CloseTimeout = 300 * time.Millisecond
+	})
+	stalled, _ := ts.session(t, "wt", "admin", "web")
+	sender, _ := ts.session(t, "wt", "sender", "web")
+	go func() { _, _ = io.Copy(io.Discard, sender.br) }()
+	// 16 MB: more than the stalled socket's kernel buffers, far under the cap.
+	payload := strings.Repeat("x", 16<<10)
+	for i := 0; i < 1000; i++ {
+		if err := wsutil.WriteClientText(sender.conn, []byte(`{"type":"broadcast","msg":"`+payload+`"}`)); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for counterValue(t, ts.reg, "wsedge_slow_consumer_closes_total") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("stalled socket not closed by the write timeout")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The stalled socket is gone; its connection ends once read.
+	for {
+		if _, _, err := stalled.frame(10 * time.Second); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("stalled socket was never closed")
+			}
+			break
+		}
+	}
+}
