@@ -13,7 +13,8 @@ func BenchmarkPresenceFrame5000(b *testing.B) {
 		ms[i] = presence.Member{ConnectionID: "0123456789abcdef0123456789abcd" + strconv.Itoa(i%100), UserType: "admin", ClientType: "web", ConnectedAt: 1700000000, LastSeen: 1700000030}
 	}
 	b.ReportAllocs()
+	var buf []byte
 	for b.Loop() {
-		_ = presenceFrame("s", ms)
+		_, buf = presenceFrame(buf, "s", ms)
 	}
 }

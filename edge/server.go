@@ -43,8 +43,9 @@ type Server struct {
 	openChat OpenChat
 	api      fasthttp.RequestHandler
 
-	presenceSem chan struct{}
-	apiSem      chan struct{}
+	presenceSem  chan struct{}
+	presenceBufs sync.Pool // *[]byte, for presence frames
+	apiSem       chan struct{}
 
 	engine   gnet.Engine
 	booted   chan struct{}

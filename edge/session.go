@@ -196,7 +196,9 @@ func (s *Server) broadcast(c *conn, m clientMessage) {
 
 // presenceFrame builds the presence frame of PROTOCOL.md §1. The members
 // array is the bulk of a large answer, so it is appended without reflection.
-func presenceFrame(session string, members []presence.Member) []byte {
+// buf is reused when large enough; the frame and the whole buffer (for
+// reuse) are returned.
+func presenceFrame(buf []byte, session string, members []presence.Member) (frame, full []byte) {
 	if members == nil {
 		members = []presence.Member{}
 	}
@@ -205,7 +207,7 @@ func presenceFrame(session string, members []presence.Member) []byte {
 		byType[m.ClientType]++
 	}
 	bt, _ := json.Marshal(byType)
-	b := make([]byte, wsframe.Headroom, wsframe.Headroom+128+len(bt)+len(members)*160)
+	b := append(buf[:0], make([]byte, wsframe.Headroom)...)
 	b = append(b, `{"type":"presence","session_id":"`...)
 	b = append(b, session...) // ValidID: no character needs escaping
 	b = append(b, `","count":`...)
@@ -215,7 +217,7 @@ func presenceFrame(session string, members []presence.Member) []byte {
 	b = append(b, `,"members":`...)
 	b = presence.AppendMembersJSON(b, members)
 	b = append(b, '}')
-	return wsframe.TextInPlace(b)
+	return wsframe.TextInPlace(b), b
 }
 
 // queryPresence asks the store off the loop; the answer comes back through
@@ -240,8 +242,25 @@ func (s *Server) queryPresence(c *conn) {
 			s.log.Warn("presence query", "session_id", session, "err", err)
 			frame = errorFrame("presence_unavailable", "presence is unavailable right now; try again")
 		} else {
-			frame = presenceFrame(session, members)
+			buf, _ := s.presenceBufs.Get().(*[]byte)
+			if buf == nil {
+				buf = new([]byte)
+			}
+			var full []byte
+			frame, full = presenceFrame(*buf, session, members)
 			s.metrics.presenceQuery.Observe(time.Since(start).Seconds())
+			// Large answers are built in pooled buffers: gnet copies what
+			// the socket does not take at once, so the buffer is free again
+			// after the flush.
+			c.ls.run(func() {
+				c.send(frame)
+				c.ls.flush()
+				if cap(full) <= 4<<20 { // a rare huge answer is not kept
+					*buf = full[:0]
+					s.presenceBufs.Put(buf)
+				}
+			})
+			return
 		}
 		c.ls.run(func() { c.send(frame) })
 	}()

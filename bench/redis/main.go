@@ -453,7 +453,39 @@ func (c *client) send(s string) error {
 	return wsutil.WriteClientText(c.conn, []byte(s))
 }
 
-func (c *client) read() ([]byte, error) { return wsutil.ReadServerText(c.rw) }
+// read returns the next text message. The server sends every message as one
+// frame, so the payload is read in one go into a buffer of the announced
+// length (a growing buffer made a 600 KB presence answer cost the client
+// dozens of small reads, which the latency would then include).
+func (c *client) read() ([]byte, error) {
+	for {
+		h, err := ws.ReadHeader(c.rw)
+		if err != nil {
+			return nil, err
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(c.rw, p); err != nil {
+			return nil, err
+		}
+		switch h.OpCode {
+		case ws.OpText:
+			if !h.Fin {
+				return nil, errors.New("fragmented message: not expected from wsedge")
+			}
+			return p, nil
+		case ws.OpPing:
+			c.mu.Lock()
+			err := wsutil.WriteClientMessage(c.conn, ws.OpPong, p)
+			c.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(p)
+			return nil, fmt.Errorf("closed by server: %d %s", code, reason)
+		}
+	}
+}
 
 func dialMany(ins []*instance, session string, n int) ([]*client, error) {
 	out := make([]*client, n)
