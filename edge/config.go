@@ -33,6 +33,12 @@ type Config struct {
 	MaxMessageSize int
 	// OutboundCap caps the bytes queued for one socket; over it: 1013.
 	OutboundCap int
+	// MessageRate caps the messages one socket may send per second (0: no
+	// cap), with bursts up to MessageBurst; over it a message is dropped and
+	// the client told rate_limited, so one busy client cannot monopolise its
+	// event loop or flood a session.
+	MessageRate  int
+	MessageBurst int
 	// MaxConnections caps open sockets (HTTP and WebSocket together).
 	MaxConnections int
 	// MaxHeaderBytes caps an HTTP request head; over it: 431.
@@ -83,6 +89,8 @@ func Defaults() Config {
 		Addr:                "0.0.0.0:8000",
 		MaxMessageSize:      1 << 20,
 		OutboundCap:         1 << 20,
+		MessageRate:         1000,
+		MessageBurst:        2000,
 		MaxConnections:      100_000,
 		MaxHeaderBytes:      8 << 10,
 		MaxBodyBytes:        64 << 10,
@@ -120,6 +128,9 @@ func (c Config) Validate() error {
 	}
 	if c.OutboundCap < 4096 {
 		errs = append(errs, errors.New("outbound cap must be at least 4096 bytes"))
+	}
+	if c.MessageRate < 0 || (c.MessageRate > 0 && c.MessageBurst < 1) {
+		errs = append(errs, errors.New("message rate must not be negative, and its burst must be at least 1"))
 	}
 	if c.MaxConnections < 1 {
 		errs = append(errs, errors.New("max connections must be at least 1"))

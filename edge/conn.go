@@ -55,6 +55,12 @@ type conn struct {
 
 	closeCode int32 // close code sent or received, for metrics
 
+	// Token bucket of MessageRate: tokens in thousandths of a message,
+	// refilled from the time of the last refill.
+	tokens     int64
+	refilledAt int64
+	limitedAt  int64 // last rate_limited answer, to send at most one a second
+
 	openedAt   int64 // Unix nanoseconds
 	lastRx     int64
 	reqStart   int64 // first byte of the HTTP request being read; 0: idle
@@ -184,4 +190,26 @@ func (c *conn) leaveSession() {
 	if err := s.presence.Leave(presenceRef(c)); err != nil {
 		s.log.Warn("presence leave", "session_id", c.session, "connection_id", c.id, "err", err)
 	}
+}
+
+// allow takes one message from c's bucket; false when it is empty.
+func (c *conn) allow(now int64) bool {
+	cfg := &c.ls.srv.cfg
+	if cfg.MessageRate <= 0 {
+		return true
+	}
+	capacity := int64(cfg.MessageBurst) * 1000
+	if c.refilledAt == 0 {
+		c.tokens, c.refilledAt = capacity, now
+	}
+	// MessageRate messages a second are MessageRate/1e6 thousandths a
+	// nanosecond; a long silence refills the bucket, no more.
+	elapsed := min(now-c.refilledAt, int64(time.Minute))
+	c.refilledAt = now
+	c.tokens = min(capacity, c.tokens+elapsed*int64(cfg.MessageRate)/1e6)
+	if c.tokens < 1000 {
+		return false
+	}
+	c.tokens -= 1000
+	return true
 }

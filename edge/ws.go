@@ -190,6 +190,14 @@ func (s *Server) onFrame(c *conn, f wsframe.Frame) {
 	if !done {
 		return
 	}
+	if !c.allow(c.lastRx) {
+		s.metrics.rejected.WithLabelValues("rate_limited").Inc()
+		if c.lastRx-c.limitedAt >= int64(time.Second) {
+			c.limitedAt = c.lastRx
+			c.send(errorFrame("rate_limited", "too many messages; this one was dropped"))
+		}
+		return
+	}
 	switch c.route {
 	case routeSession:
 		s.onSessionMessage(c, op, msg)

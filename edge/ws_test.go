@@ -132,7 +132,11 @@ func TestServerPingsIdleAndDropsDead(t *testing.T) {
 // the others; the server's memory for it stays bounded by the cap.
 func TestSlowConsumerClosed(t *testing.T) {
 	// Not parallel: it moves 12 MB in lockstep and wants the CPU to itself.
-	ts := startServer(t, func(c *Config) { c.OutboundCap = 64 << 10; c.CloseTimeout = 500 * time.Millisecond })
+	ts := startServer(t, func(c *Config) {
+		c.OutboundCap = 64 << 10
+		c.CloseTimeout = 500 * time.Millisecond
+		c.MessageRate = 0 // the sender sends 3,000 messages as fast as it can
+	})
 	stalled, _ := ts.session(t, "slow", "admin", "web")
 	fast, _ := ts.session(t, "slow", "agent", "web")
 	sender, _ := ts.session(t, "slow", "sender", "web")
@@ -368,5 +372,32 @@ func TestWriteTimeout(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// A client over its message rate has messages dropped, is told once a
+// second, and stays connected; the bucket refills with time.
+func TestMessageRateLimit(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, func(c *Config) { c.MessageRate = 20; c.MessageBurst = 5 })
+	c, _ := ts.session(t, "rl", "admin", "web") // hello + presence: 2 of 5
+	for i := 0; i < 10; i++ {
+		c.send(fmt.Sprintf(`{"type":"e","n":%d}`, i))
+	}
+	// 3 echoes fit the burst; the 4th message gets one rate_limited answer.
+	for i := 0; i < 3; i++ {
+		if m := c.expectType("echo"); m["data"].(map[string]any)["n"] != float64(i) {
+			t.Fatalf("echo %d: %v", i, m)
+		}
+	}
+	c.expectError("rate_limited")
+	c.quiet(100 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // 20/s: 4 messages' worth
+	c.send(`{"type":"e","n":"again"}`)
+	if m := c.expectType("echo"); m["data"].(map[string]any)["n"] != "again" {
+		t.Fatalf("after refill: %v", m)
+	}
+	if got := counterValue(t, ts.reg, "wsedge_rejected_total"); got < 7 {
+		t.Fatalf("rejected_total = %v, want at least 7 dropped messages", got)
 	}
 }

@@ -61,6 +61,8 @@ var settings = []struct {
 	{key: "MAX_MESSAGE_SIZE", help: "largest incoming message, e.g. 1MiB (default 1MiB)"},
 	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013 (default 1MiB)"},
 	{key: "MAX_CONNECTIONS", help: "open sockets cap (default 100000)"},
+	{key: "MESSAGE_RATE", help: "messages one socket may send per second; over it: rate_limited, message dropped (default 1000; 0: no cap)"},
+	{key: "MESSAGE_BURST", help: "burst allowed above MESSAGE_RATE (default 2000)"},
 	{key: "HELLO_TIMEOUT", help: "time to send hello on a session socket (default 30s)"},
 	{key: "PING_INTERVAL", help: "idle time before the server pings (default 20s)"},
 	{key: "PONG_TIMEOUT", help: "time a pinged socket has to answer (default 30s)"},
@@ -185,6 +187,10 @@ func loadConfig(e env) (config, error) {
 	ec.OutboundCap, err = e.size(ec.OutboundCap, 4096, 256<<20, "OUTBOUND_QUEUE_CAP")
 	keep(err)
 	ec.MaxConnections, err = e.integer(ec.MaxConnections, 1, 10_000_000, "MAX_CONNECTIONS")
+	keep(err)
+	ec.MessageRate, err = e.integer(ec.MessageRate, 0, 10_000_000, "MESSAGE_RATE")
+	keep(err)
+	ec.MessageBurst, err = e.integer(ec.MessageBurst, 1, 10_000_000, "MESSAGE_BURST")
 	keep(err)
 	dur := func(dst *time.Duration, lo, hi time.Duration, key string) {
 		v, err := e.duration(*dst, lo, hi, key)
