@@ -13,6 +13,7 @@ import (
 
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/chat/model"
+	"github.com/wsedge/wsedge/internal/ids"
 )
 
 // Error codes of chat error frames (PROTOCOL.md §2).
@@ -95,22 +96,6 @@ var null = []byte("null")
 
 func isNull(raw json.RawMessage) bool { return len(raw) == 0 || bytes.Equal(raw, null) }
 
-// validThreadID: 1–128 characters of [A-Za-z0-9_.:-], as a session id.
-func validThreadID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		switch ch := id[i]; {
-		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9',
-			ch == '_', ch == '.', ch == ':', ch == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 func newThreadID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -158,7 +143,7 @@ func (c *Conn) OnText(payload []byte) {
 	}
 	thread := c.thread
 	if raw := in["thread_id"]; !isNull(raw) {
-		if err := json.Unmarshal(raw, &thread); err != nil || !validThreadID(thread) {
+		if err := json.Unmarshal(raw, &thread); err != nil || !ids.Valid(thread) {
 			fail(codeInvalidMessage, `"thread_id" must be 1-128 characters of A-Z a-z 0-9 _ . : -`)
 			return
 		}

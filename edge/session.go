@@ -209,7 +209,7 @@ func presenceFrame(buf []byte, session string, members []presence.Member) (frame
 	bt, _ := json.Marshal(byType)
 	b := append(buf[:0], make([]byte, wsframe.Headroom)...)
 	b = append(b, `{"type":"presence","session_id":"`...)
-	b = append(b, session...) // ValidID: no character needs escaping
+	b = append(b, session...) // ids.Valid: no character needs escaping
 	b = append(b, `","count":`...)
 	b = strconv.AppendInt(b, int64(len(members)), 10)
 	b = append(b, `,"by_type":`...)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wsedge/wsedge/edge/wsframe"
 	"github.com/wsedge/wsedge/internal/apikey"
+	"github.com/wsedge/wsedge/internal/ids"
 )
 
 // upgrade validates a WebSocket request (route, session id, draining, Origin,
@@ -21,7 +22,7 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	case !ok || (route == routeChat && s.openChat == nil):
 		s.replyError(c, "ws", fasthttp.StatusNotFound, "not_found", "no such route", true)
 		return
-	case route == routeSession && !ValidID(session):
+	case route == routeSession && !ids.Valid(session):
 		s.replyError(c, "ws", fasthttp.StatusBadRequest, "invalid_request", "session_id must be 1-128 characters of [A-Za-z0-9_.:-]", true)
 		return
 	case s.draining.Load():
@@ -89,21 +90,6 @@ func parseWSPath(p string) (route uint8, session string, ok bool) {
 		return 0, "", false
 	}
 	return routeSession, id, true
-}
-
-// ValidID reports whether id is a valid session or thread id: 1-128
-// characters of [A-Za-z0-9_.:-].
-func ValidID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		b := id[i]
-		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '.' || b == ':' || b == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // onWS reads every complete frame held for c.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/internal/apikey"
+	"github.com/wsedge/wsedge/internal/ids"
 )
 
 // Backend answers the API's queries (chat.Service implements it).
@@ -141,7 +142,7 @@ func (h *handler) post(ctx *fasthttp.RequestCtx, next func(context.Context, *fas
 	var in struct {
 		ThreadID *string `json:"thread_id"`
 	}
-	if err := json.Unmarshal(body, &in); err != nil || in.ThreadID == nil || !validThreadID(*in.ThreadID) {
+	if err := json.Unmarshal(body, &in); err != nil || in.ThreadID == nil || !ids.Valid(*in.ThreadID) {
 		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request",
 			`the body must be {"thread_id":"…"} with 1-128 characters of A-Z a-z 0-9 _ . : -`)
 		return
@@ -193,20 +194,4 @@ func (h *handler) summarize(c context.Context, ctx *fasthttp.RequestCtx, threadI
 		ThreadID string `json:"thread_id"`
 		Summary  string `json:"summary"`
 	}{threadID, sum})
-}
-
-// validThreadID: 1–128 characters of [A-Za-z0-9_.:-].
-func validThreadID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		switch ch := id[i]; {
-		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9',
-			ch == '_', ch == '.', ch == ':', ch == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }

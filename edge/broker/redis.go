@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
+
+	retry "github.com/wsedge/wsedge/internal/backoff"
 )
 
 // Defaults of RedisOptions.
@@ -322,7 +323,7 @@ func (b *Redis) publishLoop() {
 		// drop it so that listeners see fresh messages once Redis is back,
 		// and wait a little so that a dead Redis is not hammered.
 		b.m.dropped.WithLabelValues("publish", "redis_down").Add(float64(len(batch) + b.drainQueue()))
-		backoff = nextBackoff(backoff)
+		backoff = retry.Next(backoff, redisMaxBackoff)
 		select {
 		case <-time.After(backoff):
 		case <-b.ctx.Done():
@@ -444,7 +445,7 @@ func (s *redisShard) run() {
 		if time.Since(start) > 5*time.Second {
 			backoff = 0 // it was a working connection that broke
 		}
-		backoff = nextBackoff(backoff)
+		backoff = retry.Next(backoff, redisMaxBackoff)
 		s.b.log.Warn("redis pub/sub connection lost; resubscribing", "shard", s.idx, "err", err, "retry_in", backoff)
 		select {
 		case <-time.After(backoff):
@@ -581,18 +582,6 @@ func (s *redisShard) do(dc rueidis.DedicatedClient, op string, cmd rueidis.Compl
 		return fmt.Errorf("redis %s: %w", op, err)
 	}
 	return nil
-}
-
-// nextBackoff doubles up to redisMaxBackoff, with ±25% jitter so that many
-// instances do not reconnect in lockstep.
-func nextBackoff(d time.Duration) time.Duration {
-	if d <= 0 {
-		d = 25 * time.Millisecond
-	} else {
-		d *= 2
-	}
-	d = min(d, redisMaxBackoff)
-	return d - d/4 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 // Envelope layout: version byte 1, origin length byte, origin, payload.

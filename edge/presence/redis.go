@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
+
+	reconnect "github.com/wsedge/wsedge/internal/backoff"
 )
 
 // Defaults of RedisOptions.
@@ -476,7 +478,7 @@ func (s *Redis) run() {
 		if backoff == 0 {
 			s.log.Warn("presence: Redis writes failing; will re-sync when it answers", "err", err)
 		}
-		backoff = nextBackoff(backoff)
+		backoff = reconnect.Next(backoff, redisMaxBackoff)
 		retry = time.After(backoff)
 	}
 }
@@ -766,16 +768,6 @@ func (s *Redis) doCtx(ctx context.Context, op string, cmds rueidis.Commands) err
 		cmds = cmds[n:]
 	}
 	return nil
-}
-
-func nextBackoff(d time.Duration) time.Duration {
-	if d <= 0 {
-		d = 25 * time.Millisecond
-	} else {
-		d *= 2
-	}
-	d = min(d, redisMaxBackoff)
-	return d - d/4 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 // jitter returns d ±50%, so that instances do not run janitors in lockstep.
