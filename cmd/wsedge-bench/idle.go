@@ -232,20 +232,5 @@ func presenceCount(ctx context.Context, url string, timeout time.Duration) (int,
 		return 0, err
 	}
 	defer c.close()
-	if err := c.writeText([]byte(`{"type":"presence"}`)); err != nil {
-		return 0, err
-	}
-	for {
-		p, err := c.nextText(timeout)
-		if err != nil {
-			return 0, fmt.Errorf("presence reply: %w", err)
-		}
-		var rep struct {
-			Type  string `json:"type"`
-			Count int    `json:"count"`
-		}
-		if json.Unmarshal(p, &rep) == nil && rep.Type == "presence" {
-			return rep.Count, nil
-		}
-	}
+	return askPresence(c, timeout)
 }

@@ -211,10 +211,10 @@ func (b *Redis) Publish(session string, payload []byte) error {
 	b.closeMu.Unlock()
 	if !queued {
 		if !b.down.Load() {
-			b.m.dropped.WithLabelValues("publish", "backlog_full").Inc()
+			b.m.Dropped.WithLabelValues("publish", "backlog_full").Inc()
 			return ErrBacklogFull
 		}
-		b.m.dropped.WithLabelValues("publish", "redis_down").Inc()
+		b.m.Dropped.WithLabelValues("publish", "redis_down").Inc()
 	}
 	b.mu.RLock()
 	_, ok := b.local[session]
@@ -322,7 +322,7 @@ func (b *Redis) publishLoop() {
 		// What waited during the failure would arrive late and with gaps;
 		// drop it so that listeners see fresh messages once Redis is back,
 		// and wait a little so that a dead Redis is not hammered.
-		b.m.dropped.WithLabelValues("publish", "redis_down").Add(float64(len(batch) + b.drainQueue()))
+		b.m.Dropped.WithLabelValues("publish", "redis_down").Add(float64(len(batch) + b.drainQueue()))
 		backoff = retry.Next(backoff, redisMaxBackoff)
 		select {
 		case <-time.After(backoff):
@@ -354,7 +354,7 @@ func (b *Redis) send(cmds rueidis.Commands) error {
 	defer cancel()
 	start := time.Now()
 	res := b.client.DoMulti(ctx, cmds...)
-	b.m.latency.WithLabelValues("publish").Observe(time.Since(start).Seconds())
+	b.m.Latency.WithLabelValues("publish").Observe(time.Since(start).Seconds())
 	var first error
 	ok := 0
 	for _, r := range res {
@@ -363,7 +363,7 @@ func (b *Redis) send(cmds rueidis.Commands) error {
 			ok++
 			continue
 		}
-		b.m.errors.WithLabelValues("publish").Inc()
+		b.m.Errors.WithLabelValues("publish").Inc()
 		if _, isRedis := rueidis.IsRedisErr(err); !isRedis && first == nil {
 			first = fmt.Errorf("redis publish: %w", err)
 		}
@@ -576,9 +576,9 @@ func (s *redisShard) do(dc rueidis.DedicatedClient, op string, cmd rueidis.Compl
 	defer cancel()
 	start := time.Now()
 	err := dc.Do(ctx, cmd).Error()
-	s.b.m.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	s.b.m.Latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.b.m.errors.WithLabelValues(op).Inc()
+		s.b.m.Errors.WithLabelValues(op).Inc()
 		return fmt.Errorf("redis %s: %w", op, err)
 	}
 	return nil

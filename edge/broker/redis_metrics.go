@@ -12,20 +12,15 @@ import (
 // redisMetrics are the broker's wsedge_redis_* metrics; the command, queue and
 // drop families are shared with the presence store (internal/redismetrics).
 type redisMetrics struct {
-	errors     *prometheus.CounterVec
-	latency    *prometheus.HistogramVec
-	dropped    *prometheus.CounterVec
-	published  prometheus.Counter
-	received   *prometheus.CounterVec
-	reconnects prometheus.Counter
+	redismetrics.Commands // errors, latency and drops by op, shared families
+	published             prometheus.Counter
+	received              *prometheus.CounterVec
+	reconnects            prometheus.Counter
 }
 
 func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMetrics, error) {
-	cmd := redismetrics.NewCommands("broker")
 	m := &redisMetrics{
-		errors:  cmd.Errors,
-		latency: cmd.Latency,
-		dropped: cmd.Dropped,
+		Commands: redismetrics.NewCommands("broker"),
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsedge_redis_published_total",
 			Help: "Messages published to Redis (one per broadcast, whatever the number of listeners).",
@@ -43,7 +38,7 @@ func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMet
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{
-		m.errors, m.latency, m.dropped, m.published, m.received, m.reconnects,
+		m.Errors, m.Latency, m.Dropped, m.published, m.received, m.reconnects,
 		redismetrics.QueueDepth("broker", "publish", depth),
 	} {
 		if err := reg.Register(c); err != nil {

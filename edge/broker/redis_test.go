@@ -337,7 +337,7 @@ func testRedisDown(t *testing.T, be backend) {
 	if local != n {
 		t.Fatalf("local delivery while Redis is down: %d of %d", local, n)
 	}
-	if got := counterValue(t, a.m.dropped.WithLabelValues("publish", "redis_down")); got == 0 {
+	if got := counterValue(t, a.m.Dropped.WithLabelValues("publish", "redis_down")); got == 0 {
 		t.Fatal("no drops counted while Redis is down")
 	}
 

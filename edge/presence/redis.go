@@ -248,7 +248,7 @@ func (s *Redis) capLocked() {
 	if len(s.pending) <= s.maxPend {
 		return
 	}
-	s.m.dropped.WithLabelValues("presence", "backlog_full").Add(float64(len(s.pending)))
+	s.m.Dropped.WithLabelValues("presence", "backlog_full").Add(float64(len(s.pending)))
 	s.voidLocked()
 }
 
@@ -268,9 +268,9 @@ func (s *Redis) Members(ctx context.Context, sessionID string) ([]Member, error)
 	defer cancel()
 	start := time.Now()
 	out, err := s.members(ctx, sessionID)
-	s.m.latency.WithLabelValues("members").Observe(time.Since(start).Seconds())
+	s.m.Latency.WithLabelValues("members").Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.m.errors.WithLabelValues("members").Inc()
+		s.m.Errors.WithLabelValues("members").Inc()
 		return nil, fmt.Errorf("presence members of %q: %w: %w", sessionID, ErrUnavailable, err)
 	}
 	return out, nil
@@ -512,7 +512,7 @@ func (s *Redis) heartbeat() error {
 	now := strconv.FormatInt(time.Now().Unix(), 10)
 	start := time.Now()
 	_, err := c.Do(ctx, c.B().Set().Key(keyInstance+s.id).Value(now).Get().Ex(s.ttl).Build()).ToString()
-	s.m.latency.WithLabelValues("heartbeat").Observe(time.Since(start).Seconds())
+	s.m.Latency.WithLabelValues("heartbeat").Observe(time.Since(start).Seconds())
 	if rueidis.IsRedisNil(err) {
 		s.mu.Lock()
 		if !s.resync {
@@ -523,7 +523,7 @@ func (s *Redis) heartbeat() error {
 		return nil
 	}
 	if err != nil {
-		s.m.errors.WithLabelValues("heartbeat").Inc()
+		s.m.Errors.WithLabelValues("heartbeat").Inc()
 		return fmt.Errorf("presence heartbeat: %w", err)
 	}
 	return nil
@@ -647,7 +647,7 @@ func (s *Redis) resyncWith(snap []Member) error {
 	have, err := c.Do(ctx, c.B().Smembers().Key(keyInstance+s.id+":conns").Build()).AsStrSlice()
 	cancel()
 	if err != nil {
-		s.m.errors.WithLabelValues("resync").Inc()
+		s.m.Errors.WithLabelValues("resync").Inc()
 		return fmt.Errorf("presence resync: read index: %w", err)
 	}
 	want := make(map[string]struct{}, len(snap))
@@ -758,10 +758,10 @@ func (s *Redis) doCtx(ctx context.Context, op string, cmds rueidis.Commands) err
 		n := min(len(cmds), redisChunk)
 		start := time.Now()
 		res := s.client.DoMulti(ctx, cmds[:n]...)
-		s.m.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+		s.m.Latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 		for _, r := range res {
 			if err := r.Error(); err != nil {
-				s.m.errors.WithLabelValues(op).Inc()
+				s.m.Errors.WithLabelValues(op).Inc()
 				return fmt.Errorf("presence %s: %w", op, err)
 			}
 		}

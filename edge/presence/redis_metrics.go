@@ -11,19 +11,14 @@ import (
 // redisMetrics are the store's wsedge_redis_* metrics; the command, queue and
 // drop families are shared with the broker (internal/redismetrics).
 type redisMetrics struct {
-	errors    *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	dropped   *prometheus.CounterVec
-	resyncs   prometheus.Counter
-	janitored prometheus.Counter
+	redismetrics.Commands // errors, latency and drops by op, shared families
+	resyncs               prometheus.Counter
+	janitored             prometheus.Counter
 }
 
 func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMetrics, error) {
-	cmd := redismetrics.NewCommands("presence")
 	m := &redisMetrics{
-		errors:  cmd.Errors,
-		latency: cmd.Latency,
-		dropped: cmd.Dropped,
+		Commands: redismetrics.NewCommands("presence"),
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wsedge_redis_presence_resyncs_total",
 			Help: "Full rewrites of this instance's presence entries (start, after Redis failed or lost data).",
@@ -37,7 +32,7 @@ func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMet
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{
-		m.errors, m.latency, m.dropped, m.resyncs, m.janitored,
+		m.Errors, m.Latency, m.Dropped, m.resyncs, m.janitored,
 		redismetrics.QueueDepth("presence", "presence", depth),
 	} {
 		if err := reg.Register(c); err != nil {
