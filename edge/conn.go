@@ -42,13 +42,14 @@ type conn struct {
 	gc gnet.Conn
 	ls *loopState
 
-	state    uint8
-	route    uint8
-	hello    bool
-	pingOut  bool // a ping is unanswered
-	isDirty  bool // in ls.dirty
-	busy     bool // an HTTP API request is in flight; pipelined ones wait
-	closeTCP bool // close the TCP connection when the current callback ends
+	state     uint8
+	route     uint8
+	hello     bool
+	pingOut   bool // a ping is unanswered
+	isDirty   bool // in ls.dirty
+	busy      bool // an HTTP API request is in flight; pipelined ones wait
+	closeTCP  bool // close the TCP connection when the current callback ends
+	continued bool // "100 Continue" sent for the request being read
 
 	idx  int32 // position in ls.conns
 	sidx int32 // position in ls.sessions[session]

@@ -48,6 +48,12 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 
 func startServer(t testing.TB, mutate func(*Config)) *testServer {
 	t.Helper()
+	return startServerWith(t, mutate, Deps{})
+}
+
+// startServerWith also takes the optional parts of Deps (API, OpenChat).
+func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer {
+	t.Helper()
 	cfg := Defaults()
 	cfg.Addr = freeAddr(t)
 	cfg.Debug = true
@@ -63,7 +69,7 @@ func startServer(t testing.TB, mutate func(*Config)) *testServer {
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := New(cfg, Deps{
 		Hub: hub, Broker: broker.NewMemory(hub.Deliver), Presence: presence.NewMemory(),
-		Logger: log, Registry: reg,
+		Logger: log, Registry: reg, API: extra.API, OpenChat: extra.OpenChat,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -68,6 +68,11 @@ func (s *Server) onHTTP(c *conn) {
 			return
 		}
 		if len(buf) < headLen+cl {
+			// curl and others wait for this before sending a body over 1 KiB.
+			if !c.continued && bytes.EqualFold(ls.hdr.Peek("Expect"), []byte("100-continue")) {
+				c.continued = true
+				_, _ = c.gc.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+			}
 			return
 		}
 		ls.uri.Reset()
@@ -75,6 +80,7 @@ func (s *Server) onHTTP(c *conn) {
 			s.replyError(c, "other", fasthttp.StatusBadRequest, "invalid_request", "malformed request URI", true)
 			return
 		}
+		c.continued = false
 		s.route(c, buf[:headLen+cl], headLen)
 		if c.state == stHTTP && !c.busy {
 			c.reqStart = 0
@@ -187,7 +193,14 @@ func (s *Server) serveAPI(c *conn, raw []byte) {
 func (s *Server) runAPI(raw []byte, remote net.Addr) (out []byte, closeConn bool, status int) {
 	var req fasthttp.Request
 	var ctx fasthttp.RequestCtx
-	if err := req.Read(bufio.NewReader(bytes.NewReader(raw))); err != nil {
+	br := bufio.NewReader(bytes.NewReader(raw))
+	err := req.Read(br)
+	if err == nil && req.MayContinue() {
+		// fasthttp leaves the body of an "Expect: 100-continue" request to
+		// the caller; the edge already answered 100 and holds the body.
+		err = req.ContinueReadBody(br, s.cfg.MaxBodyBytes)
+	}
+	if err != nil {
 		return apiError(fasthttp.StatusBadRequest, "invalid_request", "malformed HTTP request"), true, fasthttp.StatusBadRequest
 	}
 	closeConn = req.Header.ConnectionClose()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/valyala/fasthttp"
 )
 
 // masked compiles a client frame.
@@ -399,5 +400,53 @@ func TestMessageRateLimit(t *testing.T) {
 	}
 	if got := counterValue(t, ts.reg, "wsedge_rejected_total"); got < 7 {
 		t.Fatalf("rejected_total = %v, want at least 7 dropped messages", got)
+	}
+}
+
+// API requests run off the loop; a body announced with "Expect:
+// 100-continue" is asked for, read and handed over whole, and requests
+// pipelined behind a slow one are answered in order.
+func TestAPIRequests(t *testing.T) {
+	t.Parallel()
+	ts := startServerWith(t, nil, Deps{API: func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/api/slow" {
+			time.Sleep(200 * time.Millisecond)
+		}
+		ctx.SetContentType("text/plain")
+		ctx.SetBody(append([]byte(string(ctx.Path())+":"), ctx.PostBody()...))
+	}})
+	conn, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	body := strings.Repeat("b", 2000)
+	_, _ = conn.Write([]byte("POST /api/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2000\r\n\r\n"))
+	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("want 100 Continue, got %q", line)
+	}
+	_, _ = br.ReadString('\n') // blank line after the 100
+	_, _ = conn.Write([]byte(body))
+	readResponse := func() string {
+		t.Helper()
+		var resp fasthttp.Response
+		if err := resp.Read(br); err != nil {
+			t.Fatalf("response: %v", err)
+		}
+		return string(resp.Body())
+	}
+	if got := readResponse(); got != "/api/echo:"+body {
+		t.Fatalf("echo of a 100-continue body: %d bytes", len(got))
+	}
+	// Two pipelined requests: the slow one answers first.
+	_, _ = conn.Write([]byte("POST /api/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nA" +
+		"POST /api/fast HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nB"))
+	if got := readResponse(); got != "/api/slow:A" {
+		t.Fatalf("first pipelined answer %q", got)
+	}
+	if got := readResponse(); got != "/api/fast:B" {
+		t.Fatalf("second pipelined answer %q", got)
 	}
 }
