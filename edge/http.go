@@ -170,7 +170,6 @@ func (s *Server) serveAPI(c *conn, raw []byte) {
 	go func() {
 		defer s.apiWG.Done()
 		out, closeConn, status := s.runAPI(req, remote)
-		<-s.apiSem
 		s.metrics.httpRequests.WithLabelValues("api", strconv.Itoa(status)).Inc()
 		c.ls.run(func() {
 			if c.state != stHTTP {
@@ -201,12 +200,17 @@ func (s *Server) runAPI(raw []byte, remote net.Addr) (out []byte, closeConn bool
 		err = req.ContinueReadBody(br, s.cfg.MaxBodyBytes)
 	}
 	if err != nil {
+		<-s.apiSem
 		return apiError(fasthttp.StatusBadRequest, "invalid_request", "malformed HTTP request"), true, fasthttp.StatusBadRequest
 	}
 	closeConn = req.Header.ConnectionClose()
 	ctx.Init(&req, remote, nil)
 	done := make(chan struct{})
 	go func() {
+		// The slot is held until the handler returns, even after a
+		// timeout answered the client: handlers stuck on a dead database
+		// stay within APIConcurrency.
+		defer func() { <-s.apiSem }()
 		defer close(done)
 		defer func() {
 			if r := recover(); r != nil {
