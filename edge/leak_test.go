@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ func TestChurnLeavesNothing(t *testing.T) {
 	ts := startServer(t, nil)
 	goroutines := runtime.NumGoroutine()
 	var wg sync.WaitGroup
+	var sockets atomic.Int64
 	deadline := time.Now().Add(2 * time.Second)
 	for w := 0; w < 16; w++ {
 		wg.Add(1)
@@ -49,10 +51,12 @@ func TestChurnLeavesNothing(t *testing.T) {
 					_, _ = c.conn.Write(ws.MustCompileFrame(ws.NewTextFrame([]byte("x"))))
 				}
 				_ = c.conn.Close() // and abrupt in every case
+				sockets.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
+	t.Logf("%d sockets churned", sockets.Load())
 
 	s := ts.srv
 	waitUntil := func(what string, cond func() bool) {
@@ -90,7 +94,10 @@ func TestChurnLeavesNothing(t *testing.T) {
 			t.Fatalf("presence of churn-%d after churn: %v %v", i, ms, err)
 		}
 	}
+	// Hundreds to thousands of sockets came and went; a per-socket leak would show as
+	// hundreds of goroutines. A few may start once: gnet's worker pool is
+	// created on first use.
 	waitUntil(fmt.Sprintf("goroutines grew from %d", goroutines), func() bool {
-		return runtime.NumGoroutine() <= goroutines+2
+		return runtime.NumGoroutine() <= goroutines+5
 	})
 }
