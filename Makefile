@@ -38,8 +38,16 @@ staticcheck:
 ## fuzz: run every fuzz target for FUZZTIME each (seed corpora run in `make test`).
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./edge/wsframe/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSessionMessage$$' -fuzztime $(FUZZTIME) ./edge/
+	@set -e; for t in \
+		./edge/wsframe:FuzzParse \
+		./edge:FuzzDecodeSessionMessage \
+		./edge/presence:FuzzDecodeMember ./edge/presence:FuzzAppendMembersJSON \
+		./edge/broker:FuzzDecodeEnvelope \
+		./chat:FuzzOnText ./chat:FuzzConversation ./chat/api:FuzzCSRFToken; do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$fn ($$pkg)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 ## bench: connection-scale benchmarks; see bench/README.md and docs/BENCHMARKS.md.
 BENCH_OUT ?= bench/results/full
