@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -105,16 +106,14 @@ func (s *Server) route(c *conn, raw []byte, headLen int) {
 			return
 		}
 		s.reply(c, "health", fasthttp.StatusOK, []byte(`{"status":"ok"}`), false)
-	case hasPrefix(path, "/ws/"):
+	case strings.HasPrefix(path, "/ws/"):
 		s.upgrade(c, raw[:headLen], path)
-	case hasPrefix(path, "/api/"):
+	case strings.HasPrefix(path, "/api/"):
 		s.serveAPI(c, raw)
 	default:
 		s.replyError(c, "other", fasthttp.StatusNotFound, "not_found", "no such route", false)
 	}
 }
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // reply writes a JSON response for the request in ls.hdr.
 func (s *Server) reply(c *conn, route string, status int, body []byte, closeConn bool) {

@@ -11,6 +11,7 @@ import (
 // sweep, so a fan-out costs no shared cache line per socket.
 type metrics struct {
 	connections    *prometheus.GaugeVec
+	conns          [3]prometheus.Gauge // connections by route constant, resolved once
 	connects       *prometheus.CounterVec
 	closes         *prometheus.CounterVec
 	framesIn       prometheus.Counter
@@ -82,6 +83,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.connections, m.connects, m.closes, m.framesIn, m.framesOut, m.bytesIn, m.bytesOut,
 		m.broadcasts, m.broadcastFails, m.deliveries, m.fanoutLatency, m.slowConsumers, m.httpRequests,
 		m.rejected, m.presenceQuery)
+	for r := range m.conns {
+		m.conns[r] = m.connections.WithLabelValues(routeName(uint8(r)))
+	}
 	// Known label values start at zero so that rate() and alerts see them
 	// before the first event.
 	for _, r := range []string{"outbound_cap", "write_timeout"} {

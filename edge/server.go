@@ -52,6 +52,7 @@ type Server struct {
 	loopsMu  sync.Mutex
 	loops    map[gnet.EventLoop]*loopState
 	open     atomic.Int64 // sockets open
+	wsOpen   atomic.Int64 // of which upgraded (open or closing)
 	draining atomic.Bool
 	shutting atomic.Bool
 	stopOnce sync.Once
@@ -165,7 +166,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := &conn{gc: gc, ls: s.loopOf(gc), openedAt: now, lastRx: now, sidx: -1}
 	gc.SetContext(c)
 	c.ls.addConn(c)
-	s.metrics.connections.WithLabelValues("http").Inc()
+	s.metrics.conns[routeHTTP].Inc()
 	return nil, gnet.None
 }
 
@@ -185,8 +186,9 @@ func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 		c.chat.OnClose()
 		c.chat = nil
 	}
-	s.metrics.connections.WithLabelValues(routeName(c.route)).Dec()
+	s.metrics.conns[c.route].Dec()
 	if wasWS {
+		s.wsOpen.Add(-1)
 		code := int(c.closeCode)
 		if code == 0 {
 			code = 1006

@@ -94,7 +94,7 @@ func (ls *loopState) writeStalled(c *conn, now int64) bool {
 // batches spread over DrainSpread, then waits for sockets to go (or ctx).
 func (s *Server) drainSockets(ctx context.Context) {
 	steps := 10
-	if s.cfg.DrainSpread <= 0 || s.wsOpen() == 0 {
+	if s.cfg.DrainSpread <= 0 || s.wsOpen.Load() == 0 {
 		steps = 1
 	}
 	for i := 0; i < steps; i++ {
@@ -112,39 +112,13 @@ func (s *Server) drainSockets(ctx context.Context) {
 	}
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for s.wsOpen() > 0 {
+	for s.wsOpen.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
-}
-
-// wsOpen counts WebSocket sockets not yet gone, over all loops.
-func (s *Server) wsOpen() int {
-	n := 0
-	for _, ls := range s.allLoops() {
-		done := make(chan int, 1)
-		if !ls.run(func() {
-			k := 0
-			for _, c := range ls.conns {
-				if c.state != stHTTP {
-					k++
-				}
-			}
-			done <- k
-		}) {
-			continue
-		}
-		select {
-		case k := <-done:
-			n += k
-		case <-time.After(time.Second):
-			n++
-		}
-	}
-	return n
 }
 
 // closeBatch closes the step-th share of the loop's WebSockets (all that are

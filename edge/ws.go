@@ -50,8 +50,9 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	c.session = session
 	c.lastRx = time.Now().UnixNano()
 	c.openedAt = c.lastRx
-	s.metrics.connections.WithLabelValues("http").Dec()
-	s.metrics.connections.WithLabelValues(routeName(route)).Inc()
+	s.wsOpen.Add(1)
+	s.metrics.conns[routeHTTP].Dec()
+	s.metrics.conns[route].Inc()
 	s.metrics.connects.WithLabelValues(routeName(route)).Inc()
 	switch route {
 	case routeSession:
