@@ -14,6 +14,7 @@ import (
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/chat/model"
 	"github.com/wsedge/wsedge/internal/ids"
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // Error codes of chat error frames (PROTOCOL.md §2).
@@ -63,21 +64,12 @@ func (s *Service) Open(connectionID string, sink Sink) *Conn {
 	return &Conn{s: s, id: connectionID, sink: sink}
 }
 
-func errorFrame(code, msg string) []byte {
-	b, _ := json.Marshal(struct {
-		Type    string `json:"type"`
-		Error   string `json:"error"`
-		Message string `json:"message"`
-	}{"error", code, msg})
-	return b
-}
-
 // OnBinary answers a binary frame; the socket stays open.
 func (c *Conn) OnBinary() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closed {
-		c.sink.Send(errorFrame(codeTextRequired, "frames must be JSON text"))
+		c.sink.Send(wire.ErrorFrame(codeTextRequired, "frames must be JSON text"))
 	}
 }
 
@@ -110,7 +102,7 @@ func (c *Conn) OnText(payload []byte) {
 	if c.closed {
 		return
 	}
-	fail := func(code, msg string) { c.sink.Send(errorFrame(code, msg)) }
+	fail := func(code, msg string) { c.sink.Send(wire.ErrorFrame(code, msg)) }
 	if !json.Valid(payload) {
 		fail(codeInvalidJSON, "the message is not valid JSON")
 		return
@@ -368,7 +360,7 @@ func (s *Service) fail(t *turn) {
 	if errors.Is(context.Cause(t.ctx), errShutdown) {
 		msg = "the server is shutting down; please reconnect and try again"
 	}
-	s.finish(t, errorFrame(codeUpstream, msg), false)
+	s.finish(t, wire.ErrorFrame(codeUpstream, msg), false)
 	s.mirrorEvent(t, `{"event":"error","error":"upstream_error"}`)
 }
 

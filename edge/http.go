@@ -3,13 +3,14 @@ package edge
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 var headEnd = []byte("\r\n\r\n")
@@ -134,14 +135,8 @@ func (s *Server) reply(c *conn, route string, status int, body []byte, closeConn
 	s.metrics.httpRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 }
 
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
 func (s *Server) replyError(c *conn, route string, status int, code, msg string, closeConn bool) {
-	body, _ := json.Marshal(errorBody{Error: code, Message: msg})
-	s.reply(c, route, status, body, closeConn)
+	s.reply(c, route, status, wire.HTTPError(code, msg), closeConn)
 }
 
 // serveAPI runs the API handler off the loop on a bounded pool; the answer
@@ -239,10 +234,9 @@ func (s *Server) runAPI(raw []byte, remote net.Addr) (out []byte, closeConn bool
 
 func apiError(status int, code, msg string) []byte {
 	var resp fasthttp.Response
-	body, _ := json.Marshal(errorBody{Error: code, Message: msg})
 	resp.SetStatusCode(status)
 	resp.Header.SetContentType("application/json")
-	resp.SetBody(body)
+	resp.SetBody(wire.HTTPError(code, msg))
 	resp.SetConnectionClose()
 	var b bytes.Buffer
 	_, _ = resp.WriteTo(&b)

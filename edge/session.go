@@ -13,6 +13,7 @@ import (
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
 	"github.com/wsedge/wsedge/edge/wsframe"
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // maxTypeLen caps user_type and client_type (PROTOCOL.md §1).
@@ -23,6 +24,9 @@ const maxTypeLen = 64
 type clientMessage struct {
 	Type, UserType, ClientType, Msg, Data json.RawMessage
 }
+
+// errorFrame is an error frame, framed.
+func errorFrame(code, msg string) []byte { return wsframe.Text(wire.ErrorFrame(code, msg)) }
 
 // Kinds of session messages.
 const (
@@ -68,16 +72,6 @@ func decodeSessionMessage(op ws.OpCode, msg []byte) (int, clientMessage) {
 		return kindBroadcast, m
 	}
 	return kindOther, m
-}
-
-// errorFrame builds {"type":"error","error":code,"message":msg}.
-func errorFrame(code, msg string) []byte {
-	b, _ := json.Marshal(struct {
-		Type    string `json:"type"`
-		Error   string `json:"error"`
-		Message string `json:"message"`
-	}{"error", code, msg})
-	return wsframe.Text(b)
 }
 
 func (s *Server) onSessionMessage(c *conn, op ws.OpCode, msg []byte) {

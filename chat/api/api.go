@@ -17,6 +17,7 @@ import (
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/internal/apikey"
 	"github.com/wsedge/wsedge/internal/ids"
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // Backend answers the API's queries (chat.Service implements it).
@@ -77,19 +78,20 @@ func NewHandler(cfg Config, b Backend, log *slog.Logger) (fasthttp.RequestHandle
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		status, b = fasthttp.StatusInternalServerError, []byte(`{"error":"internal","message":"encoding failed"}`)
+		status, b = fasthttp.StatusInternalServerError, wire.HTTPError("internal", "encoding failed")
 	}
+	writeBody(ctx, status, b)
+}
+
+func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string) {
+	writeBody(ctx, status, wire.HTTPError(code, msg))
+}
+
+func writeBody(ctx *fasthttp.RequestCtx, status int, b []byte) {
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	ctx.SetContentType("application/json")
 	ctx.SetStatusCode(status)
 	ctx.SetBody(b)
-}
-
-func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string) {
-	writeJSON(ctx, status, struct {
-		Error   string `json:"error"`
-		Message string `json:"message"`
-	}{code, msg})
 }
 
 func (h *handler) serve(ctx *fasthttp.RequestCtx) {
