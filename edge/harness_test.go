@@ -19,6 +19,7 @@ import (
 
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
+	"github.com/wsedge/wsedge/internal/testenv"
 )
 
 // testServer is a real Server on a loopback port with memory backends.
@@ -26,17 +27,6 @@ type testServer struct {
 	srv  *Server
 	addr string
 	reg  *prometheus.Registry
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
 }
 
 type testLogWriter struct{ t testing.TB }
@@ -55,7 +45,7 @@ func startServer(t testing.TB, mutate func(*Config)) *testServer {
 func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer {
 	t.Helper()
 	cfg := Defaults()
-	cfg.Addr = freeAddr(t)
+	cfg.Addr = testenv.FreeAddr(t)
 	cfg.Debug = true
 	cfg.EventLoops = 2
 	cfg.DrainSpread = 0

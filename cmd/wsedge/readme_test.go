@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wsedge/wsedge/internal/testenv"
 )
 
 // The README's walkthroughs, word for word: the test checks that README.md
@@ -110,7 +112,7 @@ func TestReadmeWalkthroughs(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", cliBin, "../wsedge-cli").CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/wsedge-cli: %v\n%s", err, out)
 	}
-	addr := e2eFreeAddr(t)
+	addr := testenv.FreeAddr(t)
 	srv := exec.Command(srvBin)
 	// What `make run` sets, on a free port.
 	srv.Env = append(os.Environ(), "DEBUG=1", "LOG_FORMAT=text", "ADDR="+addr, "ADMIN_ADDR=127.0.0.1:0", "LOCAL_MODEL_DELAY=1ms")

@@ -18,18 +18,6 @@ import (
 	"github.com/wsedge/wsedge/edge/presence"
 )
 
-// redisSettings are the REDIS_* variables beyond REDIS_URL (environment only).
-var redisSettings = []struct{ key, help string }{
-	{"REDIS_TIMEOUT", "bound of every Redis call; Members answers presence_unavailable after it (default 1s)"},
-	{"REDIS_CONNECT_TIMEOUT", "how long start-up waits for Redis before failing (default 30s)"},
-	{"REDIS_PING_INTERVAL", "idle Redis connections are pinged (and TCP keep-alive probes sent) this often (default 30s)"},
-	{"REDIS_PUBLISH_BACKLOG", "broadcasts queued for Redis before Publish refuses them (default 10000)"},
-	{"REDIS_PUBSUB_SHARDS", "Redis Cluster only: channel groups, one SSUBSCRIBE connection each (default 8)"},
-	{"REDIS_PRESENCE_TTL", "an instance's presence outlives its last heartbeat by this; heartbeat every TTL/3 (default 15s)"},
-	{"REDIS_PRESENCE_MAX_PENDING", "presence changes waiting for Redis before falling back to a full re-sync (default 100000)"},
-	{"REDIS_CACHE_SIZE", "client-side cache per Redis connection, e.g. 64MiB (default 64MiB)"},
-}
-
 // redisConfig is the typed Redis configuration; zero URL means embedded memory mode.
 type redisConfig struct {
 	// URL is REDIS_URL as given (it may hold a password: log Redacted()).

@@ -62,22 +62,12 @@ type e2eInstance struct {
 	done chan struct{}
 }
 
-func e2eFreeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startInstance runs wsedge with REDIS_URL and waits for /health/ and for
 // its log to show that it runs in Redis mode.
 func startInstance(t *testing.T, name, redisURL string) *e2eInstance {
 	t.Helper()
 	bin := e2eBinary(t)
-	in := &e2eInstance{name: name, addr: e2eFreeAddr(t), log: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
+	in := &e2eInstance{name: name, addr: testenv.FreeAddr(t), log: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
 	logf, err := os.Create(in.log)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/wsedge/wsedge/internal/testenv"
 )
 
 // SIGTERM on the real binary: /health/ turns 503, a chat turn already
@@ -21,7 +23,7 @@ import (
 // hint and close 1001, and the process exits 0.
 func TestSIGTERMDrain(t *testing.T) {
 	bin := e2eBinary(t)
-	addr := e2eFreeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "DEBUG=1", "LOG_FORMAT=text", "ADDR="+addr, "ADMIN_ADDR=127.0.0.1:0",
 		"LOCAL_MODEL_DELAY=40ms", "DRAIN_SPREAD=200ms", "DRAIN_TIMEOUT=20s", "RECONNECT_JITTER=1s")

@@ -148,17 +148,6 @@ func checkOrder(t *testing.T, who string, ms []string, publishers []string, n in
 	}
 }
 
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestRedisBroker(t *testing.T) {
 	for _, be := range backends(t) {
 		t.Run(be.name, func(t *testing.T) {
@@ -218,7 +207,7 @@ func testOrderAcrossInstances(t *testing.T, be backend) {
 	wg.Wait()
 	want := perPub * len(publishers)
 	for i, r := range recs {
-		waitFor(t, fmt.Sprintf("instance %d to receive %d messages", i, want), 10*time.Second, func() bool {
+		testenv.WaitFor(t, fmt.Sprintf("instance %d to receive %d messages", i, want), 10*time.Second, func() bool {
 			return len(withoutProbes(r.messages(session))) >= want
 		})
 		checkOrder(t, fmt.Sprintf("instance %d", i), r.messages(session), publishers, perPub)
@@ -241,7 +230,7 @@ func testManySessions(t *testing.T, be backend) {
 	// Readiness: every even session must be live on b.
 	for i := 0; i < sessions; i += 2 {
 		s := "s" + strconv.Itoa(i)
-		waitFor(t, "subscription "+s, 10*time.Second, func() bool {
+		testenv.WaitFor(t, "subscription "+s, 10*time.Second, func() bool {
 			_ = a.Publish(s, []byte("probe:x"))
 			time.Sleep(time.Millisecond)
 			return rb.has(s, "probe:x")
@@ -256,7 +245,7 @@ func testManySessions(t *testing.T, be backend) {
 	for i := range sessions {
 		s := "s" + strconv.Itoa(i)
 		if i%2 == 0 {
-			waitFor(t, "message on "+s, 5*time.Second, func() bool { return rb.has(s, "a:0") })
+			testenv.WaitFor(t, "message on "+s, 5*time.Second, func() bool { return rb.has(s, "a:0") })
 		}
 	}
 	// Not-subscribed sessions never arrive, and a has no local subscribers.
@@ -282,7 +271,7 @@ func testUnsubscribe(t *testing.T, be backend) {
 	if err := a.Publish("u", []byte("a:after")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "local delivery on a", time.Second, func() bool { return ra.has("u", "a:after") })
+	testenv.WaitFor(t, "local delivery on a", time.Second, func() bool { return ra.has("u", "a:after") })
 	time.Sleep(100 * time.Millisecond)
 	if rb.has("u", "a:after") {
 		t.Fatal("b received a message after Unsubscribe")
@@ -396,7 +385,7 @@ func TestRedisBrokerBacklogFull(t *testing.T) {
 	if got := len(ra.messages("f")); got != len(accepted) {
 		t.Fatalf("local deliveries %d, want %d (refused messages must not be delivered)", got, len(accepted))
 	}
-	waitFor(t, "remote delivery after the pause", 5*time.Second, func() bool { return len(rb.messages("f")) >= len(accepted) })
+	testenv.WaitFor(t, "remote delivery after the pause", 5*time.Second, func() bool { return len(rb.messages("f")) >= len(accepted) })
 	checkOrder(t, "b", rb.messages("f"), []string{"a"}, len(accepted))
 }
 
@@ -522,9 +511,9 @@ func TestRedisBrokerIdleShardReleasesConnection(t *testing.T) {
 		n, _ := res[1].AsInt64()
 		return n
 	}
-	waitFor(t, "subscription in Redis", 5*time.Second, func() bool { return count() == 1 })
+	testenv.WaitFor(t, "subscription in Redis", 5*time.Second, func() bool { return count() == 1 })
 	_ = b.Unsubscribe("x")
-	waitFor(t, "unsubscription in Redis", 5*time.Second, func() bool { return count() == 0 })
+	testenv.WaitFor(t, "unsubscription in Redis", 5*time.Second, func() bool { return count() == 0 })
 }
 
 // A cluster moving the slot of a channel group unsubscribes its listeners

@@ -206,7 +206,7 @@ func testLargeSessionMemo(t *testing.T, be backend) {
 		}
 		return len(ms)
 	}
-	waitFor(t, "all members", 5*time.Second, func() bool { return count() == n })
+	testenv.WaitFor(t, "all members", 5*time.Second, func() bool { return count() == n })
 	for range 3 {
 		if got := count(); got != n { // memo hits
 			t.Fatalf("count %d, want %d", got, n)
@@ -219,10 +219,10 @@ func testLargeSessionMemo(t *testing.T, be backend) {
 		t.Fatal("large session not memoized")
 	}
 	_ = b.Join(member("big", "zz-new", "u"))
-	waitFor(t, "a join on another instance", 2*time.Second, func() bool { return count() == n+1 })
+	testenv.WaitFor(t, "a join on another instance", 2*time.Second, func() bool { return count() == n+1 })
 	_ = b.Leave(Ref{SessionID: "big", ConnectionID: "zz-new"})
 	_ = a.Leave(Ref{SessionID: "big", ConnectionID: "m0000"})
-	waitFor(t, "leaves", 2*time.Second, func() bool { return count() == n-1 })
+	testenv.WaitFor(t, "leaves", 2*time.Second, func() bool { return count() == n-1 })
 	if got := ids(a, "big"); strings.Contains(got, "m0000") || strings.Contains(got, "zz-new") {
 		t.Fatal("left members still listed")
 	}
@@ -366,7 +366,7 @@ func TestRedisStoreIdleCost(t *testing.T) {
 	}
 	// Every session's members, not just the first's: under load the batched
 	// writes of later sessions could otherwise land in the measured window.
-	waitFor(t, "members written", 15*time.Second, func() bool {
+	testenv.WaitFor(t, "members written", 15*time.Second, func() bool {
 		for i := range 50 {
 			v, _ := r.Command("SCARD", "ws:presence:session:idle"+strconv.Itoa(i))
 			if v != strconv.Itoa(n/50) {
@@ -404,17 +404,6 @@ func totalCalls(t testing.TB, r *testenv.Redis) int {
 	return total
 }
 
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestRedisStoreOptions(t *testing.T) {
 	tests := []struct {
 		name string
@@ -446,7 +435,7 @@ func BenchmarkRedisMembers(b *testing.B) {
 				// Connection ids are random hex, as the edge makes them.
 				_ = stores[i%3].Join(member("big", fmt.Sprintf("%016x%016x", rand.Uint64(), i), "u"))
 			}
-			waitFor(b, "members", 10*time.Second, func() bool {
+			testenv.WaitFor(b, "members", 10*time.Second, func() bool {
 				ms, err := stores[0].Members(context.Background(), "big")
 				return err == nil && len(ms) == n
 			})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -78,7 +77,7 @@ func StartPostgres(t testing.TB) *Postgres {
 	}
 	var lastErr error
 	for range 5 {
-		port, err := pgFreePort()
+		port, err := FreePort()
 		if err != nil {
 			t.Fatalf("postgres: free port: %v", err)
 		}
@@ -121,15 +120,6 @@ func pgBinDir(t testing.TB) string {
 func pgVersion(binDir string) int {
 	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
 	return n
-}
-
-func pgFreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (p *Postgres) start() error {

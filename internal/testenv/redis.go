@@ -1,5 +1,3 @@
-// Package testenv starts throw-away servers (Redis, PostgreSQL) for tests.
-//
 // Every server listens on loopback on a port chosen for the test, keeps its
 // files in t.TempDir(), and is stopped by t.Cleanup. A missing binary fails
 // the test with the command that installs it: tests never skip.
