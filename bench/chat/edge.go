@@ -102,38 +102,14 @@ func runEdge(fakeURL string, turns int, ramp, timeout, first time.Duration) resu
 	if line, err := out.ReadString('\n'); err != nil || strings.TrimSpace(line) != "connected" {
 		log.Fatalf("clients: %q %v", line, err)
 	}
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-	g0 := runtime.NumGoroutine()
-	var peakHeap atomic.Uint64
-	var peakG, peakRunning atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				n := gauge(reg, "wsedge_chat_pool_running")
-				if n > peakRunning.Load() {
-					peakRunning.Store(n)
-				}
-				if n == int64(turns) {
-					var ms runtime.MemStats
-					runtime.ReadMemStats(&ms)
-					if ms.HeapInuse > peakHeap.Load() {
-						peakHeap.Store(ms.HeapInuse)
-					}
-					if g := int64(runtime.NumGoroutine()); g > peakG.Load() {
-						peakG.Store(g)
-					}
-				}
-			}
+	var peakRunning atomic.Int64
+	mem := startSampler(func() bool {
+		n := gauge(reg, "wsedge_chat_pool_running")
+		if n > peakRunning.Load() {
+			peakRunning.Store(n)
 		}
-	}()
+		return n == int64(turns)
+	})
 	begin := time.Now()
 	cpu0 := selfCPU()
 	fmt.Fprintln(stdin, "go")
@@ -141,7 +117,7 @@ func runEdge(fakeURL string, turns int, ramp, timeout, first time.Duration) resu
 	if err := json.NewDecoder(out).Decode(&cr); err != nil {
 		log.Fatalf("clients result: %v", err)
 	}
-	close(done)
+	mem.stop()
 	serverCPU := selfCPU() - cpu0
 	stdin.Close()
 	_ = cmd.Wait()
@@ -158,10 +134,7 @@ func runEdge(fakeURL string, turns int, ramp, timeout, first time.Duration) resu
 		q := func(p float64) float64 { return a[min(len(a)-1, int(p*float64(len(a))))] }
 		res.AddedTTFTp50Ms, res.AddedTTFTp90Ms, res.AddedTTFTp99Ms, res.AddedTTFTMaxMs = q(.5), q(.9), q(.99), a[len(a)-1]
 	}
-	if h := peakHeap.Load(); h > before.HeapInuse {
-		res.HeapPerTurnKiB = float64(h-before.HeapInuse) / 1024 / float64(turns)
-		res.GoroutinesPerTurn = float64(peakG.Load()-int64(g0)) / float64(turns)
-	}
+	res.HeapPerTurnKiB, res.GoroutinesPerTurn = mem.perTurn(turns)
 	return res
 }
 

@@ -227,38 +227,10 @@ func run(url string, turns int, ramp, timeout, first time.Duration) result {
 	}
 	defer svc.Shutdown(context.Background())
 
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-	g0 := runtime.NumGoroutine()
-	cpu0 := selfCPU()
-
 	sinks := make([]*sink, turns)
 	var active, peak atomic.Int64
-	var peakHeap atomic.Uint64
-	var peakG atomic.Int64
-	done := make(chan struct{})
-	go func() { // sample memory while turns run
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if a := active.Load(); a == int64(turns) {
-					var ms runtime.MemStats
-					runtime.ReadMemStats(&ms)
-					if ms.HeapInuse > peakHeap.Load() {
-						peakHeap.Store(ms.HeapInuse)
-					}
-					if g := int64(runtime.NumGoroutine()); g > peakG.Load() {
-						peakG.Store(g)
-					}
-				}
-			}
-		}
-	}()
+	mem := startSampler(func() bool { return active.Load() == int64(turns) })
+	cpu0 := selfCPU()
 	begin := time.Now()
 	var wg sync.WaitGroup
 	for i := range turns {
@@ -281,7 +253,7 @@ func run(url string, turns int, ramp, timeout, first time.Duration) result {
 		}()
 	}
 	wg.Wait()
-	close(done)
+	mem.stop()
 	wall := time.Since(begin)
 
 	res := result{Turns: turns, PeakConcurrent: peak.Load(), FakeFirstTokenMs: ms(first), WallSeconds: wall.Seconds(), CPUs: runtime.NumCPU(), Mode: "service",
@@ -303,10 +275,7 @@ func run(url string, turns int, ramp, timeout, first time.Duration) result {
 		res.AddedTTFTp50Ms, res.AddedTTFTp90Ms, res.AddedTTFTp99Ms, res.AddedTTFTMaxMs = q(added, .5), q(added, .9), q(added, .99), ms(added[len(added)-1])
 		res.RequestP50Ms, res.RequestP99Ms = q(req, .5), q(req, .99)
 	}
-	if h := peakHeap.Load(); h > before.HeapInuse {
-		res.HeapPerTurnKiB = float64(h-before.HeapInuse) / 1024 / float64(turns)
-		res.GoroutinesPerTurn = float64(peakG.Load()-int64(g0)) / float64(turns)
-	}
+	res.HeapPerTurnKiB, res.GoroutinesPerTurn = mem.perTurn(turns)
 	return res
 }
 
