@@ -125,14 +125,14 @@ func (c *conn) flush() {
 		c.closeWS(wsframe.CloseTryAgainLater, "outbound queue full", true)
 		return
 	}
-	var err error
+	// A write error needs no handling here: gnet closes the socket itself
+	// and calls OnClose.
 	if len(c.pending) == 1 {
-		_, err = c.gc.Write(c.pending[0])
+		_, _ = c.gc.Write(c.pending[0])
 	} else {
-		_, err = c.gc.Writev(c.pending)
+		_, _ = c.gc.Writev(c.pending)
 	}
 	c.dropPending()
-	_ = err // gnet closes the socket itself on a write error and calls OnClose
 }
 
 func (c *conn) dropPending() {
