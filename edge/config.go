@@ -73,6 +73,13 @@ type Config struct {
 	APIConcurrency int
 	// APITimeout bounds one HTTP API request.
 	APITimeout time.Duration
+	// HistoryTimeout bounds one session history read (epoch or replay).
+	HistoryTimeout time.Duration
+	// HistoryConcurrency caps history reads in flight; HistoryBacklog caps
+	// those waiting. Over the backlog a connect gets no epoch and a resume
+	// gets recovery_failed "unavailable".
+	HistoryConcurrency int
+	HistoryBacklog     int
 
 	// DrainTimeout bounds graceful shutdown.
 	DrainTimeout time.Duration
@@ -106,6 +113,9 @@ func Defaults() Config {
 		PresenceConcurrency: 512,
 		APIConcurrency:      256,
 		APITimeout:          30 * time.Second,
+		HistoryTimeout:      2 * time.Second,
+		HistoryConcurrency:  128,
+		HistoryBacklog:      10000,
 		DrainTimeout:        30 * time.Second,
 		DrainSpread:         5 * time.Second,
 		ReconnectJitter:     5 * time.Second,
@@ -138,6 +148,10 @@ func (c Config) Validate() error {
 	if c.MaxHeaderBytes < 512 || c.MaxBodyBytes < 0 {
 		errs = append(errs, errors.New("header limit must be at least 512 bytes and body limit non-negative"))
 	}
+	if c.HistoryConcurrency < 1 || c.HistoryBacklog < 1 {
+		errs = append(errs, errors.New("history concurrency and backlog must be at least 1"))
+	}
+	pos("history timeout", c.HistoryTimeout)
 	if c.PresenceConcurrency < 1 || c.APIConcurrency < 1 {
 		errs = append(errs, errors.New("presence and API concurrency must be at least 1"))
 	}

@@ -31,9 +31,10 @@ func NewHub() *Hub { return &Hub{sessions: make(map[string]*hubSession)} }
 // be h.Deliver.
 func (h *Hub) SetBroker(b broker.Broker) { h.broker = b }
 
-// Deliver is the broker.Handler: it frames payload once and posts it to every
-// loop with members of session. It never blocks.
-func (h *Hub) Deliver(session string, payload []byte) {
+// Deliver is the broker.Handler: it frames payload once (with "seq" when
+// history is on) and posts it to every loop with members of session. It
+// never blocks.
+func (h *Hub) Deliver(session string, seq uint64, payload []byte) {
 	h.mu.RLock()
 	s := h.sessions[session]
 	if s == nil {
@@ -42,10 +43,10 @@ func (h *Hub) Deliver(session string, payload []byte) {
 	}
 	loops := s.loops
 	h.mu.RUnlock()
-	frame := wsframe.Text(payload)
+	frame := wsframe.Text(appendSeq(payload, seq))
 	at := time.Now().UnixNano()
 	for _, ls := range loops {
-		ls.post(mail{session: session, frame: frame, at: at})
+		ls.post(mail{session: session, seq: seq, frame: frame, at: at})
 	}
 }
 

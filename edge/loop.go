@@ -32,8 +32,9 @@ type loopState struct {
 	// loop-only
 	spare    []mail
 	conns    []*conn
-	sessions map[string][]*conn // local members of each session, in join order
-	dirty    []*conn            // sockets with frames queued by the current callback
+	sessions map[string][]*conn     // local members of each session, in join order
+	dirty    []*conn                // sockets with frames queued by the current callback
+	resume   map[*conn]*resumeState // sockets with history work (resume.go)
 	stats    loopStats
 
 	// scratch for the HTTP codec, reused for every request of this loop
@@ -49,6 +50,7 @@ type loopState struct {
 // members of a session, or a function to run on the loop.
 type mail struct {
 	session string
+	seq     uint64 // history seq of the broadcast; 0 when history is off
 	frame   []byte
 	at      int64 // when the broadcast reached the hub (Unix nanoseconds)
 	fn      func()
@@ -97,7 +99,7 @@ func (ls *loopState) drain(context.Context) error {
 		if m.fn != nil {
 			m.fn()
 		} else {
-			ls.deliver(m.session, m.frame)
+			ls.deliver(m.session, m.seq, m.frame)
 			delivered = append(delivered, m.at)
 		}
 		*m = mail{}
@@ -114,10 +116,16 @@ func (ls *loopState) drain(context.Context) error {
 }
 
 // deliver queues a broadcast frame to every local member of session.
-func (ls *loopState) deliver(session string, frame []byte) {
+func (ls *loopState) deliver(session string, seq uint64, frame []byte) {
 	members := ls.sessions[session]
 	for _, c := range members {
-		if c.send(frame) {
+		var ok bool
+		if c.resuming {
+			ok = ls.resumeDeliver(c, seq, frame)
+		} else {
+			ok = c.send(frame)
+		}
+		if ok {
 			ls.stats.deliveries++
 		}
 	}

@@ -28,6 +28,9 @@ type Deps struct {
 	API      fasthttp.RequestHandler
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+	// History is the broker's session history; nil turns it off, and every
+	// frame stays as without it (PROTOCOL.md §1.1).
+	History broker.History
 }
 
 // Server is the gnet engine and everything its loops share.
@@ -42,6 +45,11 @@ type Server struct {
 	broker   broker.Broker
 	openChat OpenChat
 	api      fasthttp.RequestHandler
+
+	history     broker.History
+	histSem     chan struct{}
+	histPending atomic.Int64
+	hmetrics    *historyMetrics
 
 	presenceSem  chan struct{}
 	presenceBufs sync.Pool // *[]byte, for presence frames
@@ -69,7 +77,14 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, errors.New("edge: hub, broker, presence, logger and registry are required")
 	}
 	d.Hub.SetBroker(d.Broker)
+	var hm *historyMetrics
+	if d.History != nil {
+		hm = newHistoryMetrics(d.Registry)
+	}
 	return &Server{
+		history:     d.History,
+		histSem:     make(chan struct{}, cfg.HistoryConcurrency),
+		hmetrics:    hm,
 		cfg:         cfg,
 		log:         d.Logger,
 		metrics:     newMetrics(d.Registry),
@@ -179,6 +194,9 @@ func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	s.open.Add(-1)
 	wasWS := c.state != stHTTP
 	c.leaveSession()
+	if c.resuming {
+		c.ls.endResume(c)
+	}
 	c.state = stClosed
 	c.dropPending()
 	c.ls.removeConn(c)

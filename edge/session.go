@@ -23,6 +23,7 @@ const maxTypeLen = 64
 // Values stay raw so that broadcast msg/data and echo pass through untouched.
 type clientMessage struct {
 	Type, UserType, ClientType, Msg, Data json.RawMessage
+	Since, Epoch                          json.RawMessage // hello resuming a session (resume.go)
 }
 
 // errorFrame is an error frame, framed.
@@ -58,7 +59,7 @@ func decodeSessionMessage(op ws.OpCode, msg []byte) (int, clientMessage) {
 		return kindOther, m
 	}
 	m = clientMessage{Type: fields["type"], UserType: fields["user_type"], ClientType: fields["client_type"],
-		Msg: fields["msg"], Data: fields["data"]}
+		Msg: fields["msg"], Data: fields["data"], Since: fields["since"], Epoch: fields["epoch"]}
 	var t string
 	if json.Unmarshal(m.Type, &t) != nil {
 		return kindOther, m
@@ -133,6 +134,16 @@ func (s *Server) beforeHello(c *conn, kind int, m clientMessage) {
 	if clientType == "" {
 		clientType = "unknown"
 	}
+	var since uint64
+	var epoch string
+	resume := false
+	if s.history != nil {
+		var ok bool
+		if since, epoch, resume, ok = parseResume(m.Since, m.Epoch); !ok {
+			refuse("hello_required", "since must be a whole number from 0 to 2^53-1, with epoch the non-empty string from connected")
+			return
+		}
+	}
 	ut, _ := json.Marshal(userType)
 	ct, _ := json.Marshal(clientType)
 	c.userType, c.clientType = string(ut), string(ct)
@@ -149,6 +160,9 @@ func (s *Server) beforeHello(c *conn, kind int, m clientMessage) {
 	})
 	if err != nil {
 		s.log.Warn("presence join", "session_id", c.session, "connection_id", c.id, "err", err)
+	}
+	if resume {
+		s.startResume(c, since, epoch)
 	}
 }
 

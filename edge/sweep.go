@@ -66,6 +66,9 @@ func (ls *loopState) sweep() {
 			}
 		}
 	}
+	if len(ls.resume) > 0 {
+		ls.sweepResume(now)
+	}
 	ls.flush()
 	for _, c := range drop {
 		c.dropTCP()

@@ -54,16 +54,20 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	s.metrics.conns[routeHTTP].Dec()
 	s.metrics.conns[route].Inc()
 	s.metrics.connects.WithLabelValues(routeName(route)).Inc()
-	switch route {
-	case routeSession:
+	switch {
+	case route == routeSession && s.history != nil:
+		// The connected frame carries the epoch: it follows the 101 once
+		// history answers, and the socket's input waits for it.
+		_, _ = c.gc.Write(ls.out.Bytes())
+		s.startConnect(c)
+	case route == routeSession:
 		// The 101 and the connected frame leave in one write.
 		head := ls.out.Len()
-		out := wsframe.AppendFrame(ls.out.Bytes(), ws.OpText,
-			[]byte(`{"type":"connected","session_id":"`+session+`","connection_id":"`+c.id+`","user_type_required":true}`))
+		out := wsframe.AppendFrame(ls.out.Bytes(), ws.OpText, connectedFrame(session, c.id, "", false))
 		_, _ = c.gc.Write(out)
 		c.ls.stats.framesOut++
 		c.ls.stats.bytesOut += uint64(len(out) - head)
-	case routeChat:
+	case route == routeChat:
 		_, _ = c.gc.Write(ls.out.Bytes())
 		sink := &chatSink{c: c}
 		sink.alive.Store(true)
@@ -97,6 +101,9 @@ func parseWSPath(p string) (route uint8, session string, ok bool) {
 func (s *Server) onWS(c *conn) {
 	n := c.gc.InboundBuffered()
 	if n == 0 || n < c.need {
+		return
+	}
+	if c.resuming && s.holdInput(c, n) {
 		return
 	}
 	buf, _ := c.gc.Peek(n)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/edge/broker"
 )
 
 // config is everything main needs, parsed once from flags and environment.
@@ -22,6 +23,8 @@ type config struct {
 	LogJSON   bool
 	Redis     redisConfig
 	Chat      chatConfig
+	// History is session history and resume (SESSION_HISTORY_*); Size 0: off.
+	History broker.HistoryOptions
 }
 
 // placeholderSecrets are values shipped in examples; DEBUG=0 refuses them.
@@ -72,6 +75,9 @@ var settings = []struct {
 	{key: "DRAIN_TIMEOUT", help: "graceful shutdown bound (default 30s)"},
 	{key: "DRAIN_SPREAD", help: "closing of sockets is spread over this long on shutdown (default 5s)"},
 	{key: "RECONNECT_JITTER", help: "upper bound of the reconnect hint sent on shutdown (default 5s)"},
+	{key: "SESSION_HISTORY_SIZE", help: "messages kept per session for lossless resume; 0 turns history off and frames stay as without it (default 0; docs/PROTOCOL.md §1.1)"},
+	{key: "SESSION_HISTORY_TTL", help: "a session's history outlives its last message (in memory: and its last member) by this (default 10m)"},
+	{key: "SESSION_HISTORY_MAX_BYTES", help: "in-memory broker only: payload bytes kept per session, oldest dropped first (default 4MiB)"},
 	{key: "LOG_LEVEL", help: "debug, info, warn or error (default info)"},
 	{key: "LOG_FORMAT", help: "text or json (default json)"},
 	{key: "REDIS_URL", help: "Redis for cross-instance fan-out and presence; empty: in-memory (docs/REDIS.md)", secret: true},
@@ -210,6 +216,13 @@ func loadConfig(e env) (config, error) {
 	ec.SweepInterval = min(time.Second, ec.HelloTimeout/4, ec.PingInterval/4, ec.PongTimeout/4, ec.HandshakeTimeout/4)
 	ec.CloseTimeout = min(5*time.Second, ec.WriteTimeout)
 
+	c.History.Size, err = e.integer(0, 0, 100_000, "SESSION_HISTORY_SIZE")
+	keep(err)
+	c.History.TTL, err = e.duration(10*time.Minute, time.Second, 7*24*time.Hour, "SESSION_HISTORY_TTL")
+	keep(err)
+	c.History.MaxBytes, err = e.size(4<<20, 1<<10, 1<<30, "SESSION_HISTORY_MAX_BYTES")
+	keep(err)
+
 	switch strings.ToLower(e.str("info", "LOG_LEVEL")) {
 	case "debug":
 		c.LogLevel = slog.LevelDebug
@@ -234,6 +247,7 @@ func loadConfig(e env) (config, error) {
 	}
 	c.Redis, err = loadRedisConfig(e)
 	keep(err)
+	c.Redis.History = c.History
 	c.Chat, err = loadChatConfig(e, c.SecretKey)
 	keep(err)
 	return c, errors.Join(errs...)

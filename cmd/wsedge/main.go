@@ -71,7 +71,7 @@ func run(args []string, lookup env) error {
 			return err
 		}
 	} else {
-		b, p = broker.NewMemory(hub.Deliver), presence.NewMemory()
+		b, p = broker.NewMemoryHistory(hub.Deliver, cfg.History), presence.NewMemory()
 		log.Info("embedded mode: in-memory broker and presence (set REDIS_URL to scale out)")
 	}
 	defer func() {
@@ -106,8 +106,16 @@ func run(args []string, lookup env) error {
 		}
 	}()
 
+	// With SESSION_HISTORY_SIZE set, both brokers keep history.
+	var hist broker.History
+	if h, ok := b.(interface{ History() broker.History }); ok {
+		hist = h.History()
+	}
+	if hist != nil {
+		log.Info("session history on", "size", cfg.History.Size, "ttl", cfg.History.TTL)
+	}
 	srv, err := edge.New(cfg.Edge, edge.Deps{
-		Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg, API: api,
+		Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg, API: api, History: hist,
 		OpenChat: func(id string, sink edge.ChatSink) edge.ChatConn { return svc.Open(id, sink) },
 	})
 	if err != nil {

@@ -35,6 +35,8 @@ type redisConfig struct {
 	PresenceTTL        time.Duration
 	PresenceMaxPending int
 	CacheSize          int
+	// History is copied from the main config (SESSION_HISTORY_*).
+	History broker.HistoryOptions
 }
 
 // Redacted is URL without its password.
@@ -215,6 +217,7 @@ func newRedisBackends(ctx context.Context, cfg redisConfig, instanceID string, h
 	b, err := broker.NewRedis(h, broker.RedisOptions{
 		Client: client, Instance: instanceID, Sharded: sharded, Shards: cfg.PubSubShards,
 		Backlog: cfg.PublishBacklog, Timeout: cfg.Timeout, Logger: log, Registerer: reg,
+		History: cfg.History,
 	})
 	if err != nil {
 		client.Close()
@@ -237,7 +240,7 @@ func newRedisBackends(ctx context.Context, cfg redisConfig, instanceID string, h
 		mode = fmt.Sprintf("cluster (SPUBLISH/SSUBSCRIBE over %d channel groups)", cfg.PubSubShards)
 	}
 	log.Info("redis mode: cross-instance broker and presence", "url", cfg.Redacted(), "pubsub", mode,
-		"presence_instance", p.ID(), "presence_ttl", cfg.PresenceTTL)
+		"presence_instance", p.ID(), "presence_ttl", cfg.PresenceTTL, "history_size", cfg.History.Size)
 	return &redisBroker{Redis: b, shared: shared}, &redisStore{Redis: p, shared: shared}, nil
 }
 

@@ -149,7 +149,7 @@ type collected struct {
 	got map[string][]string
 }
 
-func (c *collected) handle(s string, p []byte) {
+func (c *collected) handle(s string, _ uint64, p []byte) {
 	c.mu.Lock()
 	if c.got == nil {
 		c.got = map[string][]string{}
@@ -264,7 +264,7 @@ func TestNewRedisBackendsUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = newRedisBackends(context.Background(), cfg, "a", func(string, []byte) {}, slog.New(slog.DiscardHandler), nil)
+	_, _, err = newRedisBackends(context.Background(), cfg, "a", func(string, uint64, []byte) {}, slog.New(slog.DiscardHandler), nil)
 	if err == nil {
 		t.Fatal("want an error when Redis never answers")
 	}

@@ -4,7 +4,11 @@
 // out across every instance that has local members of a session.
 package broker
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"time"
+)
 
 // ErrBacklogFull is returned by Publish when the broker's outgoing queue is at
 // its cap. The caller tells the client (the message is not sent) instead of
@@ -14,11 +18,55 @@ var ErrBacklogFull = errors.New("broker: publish backlog full")
 // ErrClosed is returned by calls made after Close.
 var ErrClosed = errors.New("broker: closed")
 
+// ErrUnavailable is returned by Publish when the message cannot be sent now
+// (with history on, while Redis is failing: no sequence number can be given).
+var ErrUnavailable = errors.New("broker: unavailable")
+
 // Handler receives every message published to a session this instance is
 // subscribed to, in the order of publication per publisher. It runs on a broker
 // goroutine (or, for the memory broker, on the publisher's goroutine) and must
 // not block. payload is immutable and may be retained.
-type Handler func(session string, payload []byte)
+//
+// seq is the message's position in the session's history (1, 2, 3, … per
+// epoch), or 0 when history is off. With history on, a session's messages
+// reach the Handler in seq order.
+type Handler func(session string, seq uint64, payload []byte)
+
+// HistoryOptions turns on session history (SESSION_HISTORY_*).
+type HistoryOptions struct {
+	// Size is the number of messages kept per session; 0 turns history off.
+	Size int
+	// TTL is how long a session's history outlives its last message (and,
+	// in memory, its last local member).
+	TTL time.Duration
+	// MaxBytes caps the payload bytes kept per session by the memory broker
+	// (the oldest go first). Redis trims by count only.
+	MaxBytes int
+}
+
+// History is the session history of a broker with history on. Both methods
+// may do I/O: the edge calls them off its event loops.
+type History interface {
+	// Epoch returns the session's history epoch, creating the history if
+	// the session has none. A new epoch means earlier seqs mean nothing.
+	Epoch(ctx context.Context, session string) (string, error)
+	// Since returns the kept messages with seq > since, in order, with the
+	// session's epoch and last seq, read at one instant.
+	Since(ctx context.Context, session string, since uint64) (Replay, error)
+}
+
+// Replay is what History.Since found.
+type Replay struct {
+	Epoch   string
+	Last    uint64  // seq of the session's latest message (0: none yet)
+	Entries []Entry // seq > since, ascending; the oldest may be trimmed away
+}
+
+// Entry is one message of a session's history.
+type Entry struct {
+	Seq     uint64
+	Payload []byte
+}
 
 // Broker is the cross-instance transport for session broadcasts.
 //

@@ -13,6 +13,7 @@ type Memory struct {
 	mu      sync.RWMutex
 	subs    map[string]struct{}
 	closed  atomic.Bool
+	hist    *memHistory // nil: history off
 }
 
 // NewMemory returns a broker that delivers within this process only.
@@ -25,13 +26,21 @@ func (m *Memory) Publish(session string, payload []byte) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
+	if m.hist != nil {
+		m.hist.publish(session, payload)
+		return nil
+	}
+	if m.subscribed(session) {
+		m.handler(session, 0, payload)
+	}
+	return nil
+}
+
+func (m *Memory) subscribed(session string) bool {
 	m.mu.RLock()
 	_, ok := m.subs[session]
 	m.mu.RUnlock()
-	if ok {
-		m.handler(session, payload)
-	}
-	return nil
+	return ok
 }
 
 // Subscribe implements Broker.
@@ -50,11 +59,16 @@ func (m *Memory) Unsubscribe(session string) error {
 	m.mu.Lock()
 	delete(m.subs, session)
 	m.mu.Unlock()
+	if m.hist != nil {
+		m.hist.ring(session, false) // the TTL counts from the last member too
+	}
 	return nil
 }
 
 // Close implements Broker.
 func (m *Memory) Close() error {
-	m.closed.Store(true)
+	if !m.closed.Swap(true) && m.hist != nil {
+		m.hist.close()
+	}
 	return nil
 }

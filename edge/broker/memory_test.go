@@ -25,7 +25,7 @@ func TestMemory(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			m := NewMemory(func(s string, p []byte) { got = append(got, s) })
+			m := NewMemory(func(s string, _ uint64, p []byte) { got = append(got, s) })
 			for i, s := range tt.steps {
 				got = nil
 				var err error
@@ -52,7 +52,7 @@ func TestMemory(t *testing.T) {
 
 func TestMemoryOrder(t *testing.T) {
 	var got []string
-	m := NewMemory(func(_ string, p []byte) { got = append(got, string(p)) })
+	m := NewMemory(func(_ string, _ uint64, p []byte) { got = append(got, string(p)) })
 	_ = m.Subscribe("s")
 	for _, p := range []string{"1", "2", "3"} {
 		_ = m.Publish("s", []byte(p))

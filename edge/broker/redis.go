@@ -55,6 +55,9 @@ type RedisOptions struct {
 	Logger *slog.Logger
 	// Registerer receives the wsedge_redis_* metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// History keeps and numbers each session's messages (Size 0: off); see
+	// history_redis.go.
+	History HistoryOptions
 }
 
 // Redis is the cross-instance broker over Redis pub/sub.
@@ -79,6 +82,9 @@ type Redis struct {
 	sharded bool
 	timeout time.Duration
 	m       *redisMetrics
+	hist    *redisHistory // nil: history off
+
+	epochSeq atomic.Uint64
 
 	queue chan redisOutgoing
 	// down is set while Redis fails publishes; see Publish.
@@ -96,8 +102,9 @@ type Redis struct {
 }
 
 type redisOutgoing struct {
+	session  string
 	channel  string
-	envelope []byte
+	envelope []byte // with history on: the bare payload (the script wraps it)
 }
 
 // NewRedis starts the broker's goroutines: one publisher and one subscriber
@@ -140,6 +147,7 @@ func NewRedis(h Handler, o RedisOptions) (*Redis, error) {
 		origin:  inst + "/" + hex.EncodeToString(nonce[:]),
 		sharded: o.Sharded,
 		timeout: o.Timeout,
+		hist:    newRedisHistory(o.History),
 		queue:   make(chan redisOutgoing, o.Backlog),
 		local:   make(map[string]struct{}),
 		ctx:     ctx,
@@ -155,8 +163,10 @@ func NewRedis(h Handler, o RedisOptions) (*Redis, error) {
 		s := &redisShard{b: b, idx: i, want: make(map[string]string), kick: make(chan struct{}, 1), reset: make(chan string, 1)}
 		if o.Sharded {
 			s.prefix = "ws:session:{" + strconv.Itoa(i) + "}:"
+			s.histPrefix = "ws:hist:{" + strconv.Itoa(i) + "}:"
 		} else {
 			s.prefix = "ws:session:"
+			s.histPrefix = "ws:hist:"
 		}
 		b.shards = append(b.shards, s)
 	}
@@ -195,6 +205,9 @@ func (b *Redis) Publish(session string, payload []byte) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
+	if b.hist != nil {
+		return b.publishHistory(session, payload)
+	}
 	env := encodeEnvelope(b.origin, payload)
 	out := redisOutgoing{channel: b.shardOf(session).prefix + session, envelope: env}
 	b.closeMu.Lock()
@@ -220,9 +233,33 @@ func (b *Redis) Publish(session string, payload []byte) error {
 	_, ok := b.local[session]
 	b.mu.RUnlock()
 	if ok {
-		b.handler(session, payload)
+		b.handler(session, 0, payload)
 	}
 	return nil
+}
+
+// publishHistory queues the publish script. Nothing is delivered locally:
+// only Redis can number the message, and every instance, this one included,
+// delivers it from the subscription, so all see one order. While Redis fails
+// the sender is told (ErrUnavailable) instead.
+func (b *Redis) publishHistory(session string, payload []byte) error {
+	if b.down.Load() {
+		b.m.Dropped.WithLabelValues("publish", "redis_down").Inc()
+		return ErrUnavailable
+	}
+	out := redisOutgoing{session: session, channel: b.shardOf(session).prefix + session, envelope: payload}
+	b.closeMu.Lock()
+	defer b.closeMu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	select {
+	case b.queue <- out:
+		return nil
+	default:
+		b.m.Dropped.WithLabelValues("publish", "backlog_full").Inc()
+		return ErrBacklogFull
+	}
 }
 
 // Subscribe implements Broker. Local delivery starts at once; the Redis
@@ -299,15 +336,20 @@ func (b *Redis) publishLoop() {
 				break fill
 			}
 		}
-		cmds = cmds[:0]
-		for _, o := range batch {
-			if b.sharded {
-				cmds = append(cmds, b.client.B().Spublish().Channel(o.channel).Message(rueidis.BinaryString(o.envelope)).Build())
-			} else {
-				cmds = append(cmds, b.client.B().Publish().Channel(o.channel).Message(rueidis.BinaryString(o.envelope)).Build())
+		var err error
+		if b.hist != nil {
+			err = b.sendHistory(batch)
+		} else {
+			cmds = cmds[:0]
+			for _, o := range batch {
+				if b.sharded {
+					cmds = append(cmds, b.client.B().Spublish().Channel(o.channel).Message(rueidis.BinaryString(o.envelope)).Build())
+				} else {
+					cmds = append(cmds, b.client.B().Publish().Channel(o.channel).Message(rueidis.BinaryString(o.envelope)).Build())
+				}
 			}
+			err = b.send(cmds)
 		}
-		err := b.send(cmds)
 		clear(batch) // let the envelopes go
 		if err == nil {
 			if b.down.Swap(false) {
@@ -374,7 +416,11 @@ func (b *Redis) send(cmds rueidis.Commands) error {
 
 // deliver handles one message from Redis.
 func (b *Redis) deliver(session, message string) {
+	var seq uint64
 	origin, payload, ok := decodeEnvelope(message)
+	if !ok {
+		seq, payload, ok = decodeEnvelopeV2(message)
+	}
 	switch {
 	case !ok:
 		b.m.received.WithLabelValues("invalid").Inc()
@@ -393,16 +439,17 @@ func (b *Redis) deliver(session, message string) {
 		return
 	}
 	b.m.received.WithLabelValues("delivered").Inc()
-	b.handler(session, []byte(payload))
+	b.handler(session, seq, []byte(payload))
 }
 
 // redisShard owns one subscriber connection and the channels of its group.
 type redisShard struct {
-	b      *Redis
-	idx    int
-	prefix string
-	kick   chan struct{} // capacity 1: a pending wake-up is enough
-	reset  chan string   // capacity 1: the server dropped a wanted channel
+	b          *Redis
+	idx        int
+	prefix     string
+	histPrefix string
+	kick       chan struct{} // capacity 1: a pending wake-up is enough
+	reset      chan string   // capacity 1: the server dropped a wanted channel
 
 	mu   sync.Mutex
 	want map[string]string // channel -> session

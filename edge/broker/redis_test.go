@@ -25,7 +25,7 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{got: make(map[string][]string)} }
 
-func (r *recorder) handle(session string, payload []byte) {
+func (r *recorder) handle(session string, _ uint64, payload []byte) {
 	r.mu.Lock()
 	r.got[session] = append(r.got[session], string(payload))
 	r.mu.Unlock()
@@ -413,12 +413,12 @@ func TestRedisBrokerMetricsRegister(t *testing.T) {
 	r := testenv.StartRedis(t)
 	reg := prometheus.NewRegistry()
 	c := newClient(t, []string{r.Addr})
-	b, err := NewRedis(func(string, []byte) {}, RedisOptions{Client: c, Registerer: reg})
+	b, err := NewRedis(func(string, uint64, []byte) {}, RedisOptions{Client: c, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, err := NewRedis(func(string, []byte) {}, RedisOptions{Client: c, Registerer: reg}); err == nil {
+	if _, err := NewRedis(func(string, uint64, []byte) {}, RedisOptions{Client: c, Registerer: reg}); err == nil {
 		t.Fatal("second broker on one registry: want an error")
 	}
 	mfs, err := reg.Gather()

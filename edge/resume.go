@@ -1,0 +1,364 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsedge/wsedge/edge/broker"
+	"github.com/wsedge/wsedge/edge/wsframe"
+)
+
+// Session history and lossless resume (PROTOCOL.md §1.1), when the broker
+// keeps history (Deps.History). A socket that needs history work is in
+// loopState.resume until it is done; every other socket pays nothing.
+//
+// Phases of a socket in loopState.resume:
+//   - resConnect: the session's epoch is being read; the connected frame
+//     waits for it, and the socket's input is not read until it is sent.
+//   - resReplay: a history query is in flight after a hello with "since";
+//     live broadcasts for the socket are held in order.
+//   - resVerify: the replay is sent; the first live broadcast must be the
+//     next seq. A gap (a broadcast published while this instance's
+//     subscription was not yet active) queries history again. Without a
+//     live broadcast within resVerifyAfter, history is read once more, which
+//     catches the same gap in a quiet session.
+
+const (
+	resConnect uint8 = iota + 1
+	resReplay
+	resVerify
+)
+
+// resVerifyAfter: a resumed socket that sees no live broadcast this long
+// reads history once more and leaves resume.
+const resVerifyAfter = 2 * time.Second
+
+// maxSince bounds "since": JSON numbers are exact up to 2^53.
+const maxSince = 1<<53 - 1
+
+type resumeState struct {
+	phase    uint8
+	final    bool   // the last history read: leave resume after it
+	epoch    string // the epoch the client's seqs belong to
+	last     uint64 // the client has everything up to this seq
+	buf      []liveMsg
+	bufBytes int
+	deadline int64 // resVerify: read history again at (Unix ns)
+	counted  bool  // the resume's result is in the metrics
+}
+
+type liveMsg struct {
+	seq   uint64
+	frame []byte
+}
+
+var errHistoryBusy = errors.New("history queries backlog full")
+
+type historyMetrics struct {
+	resumes  *prometheus.CounterVec
+	replayed prometheus.Counter
+	queries  prometheus.Histogram
+}
+
+func newHistoryMetrics(reg prometheus.Registerer) *historyMetrics {
+	m := &historyMetrics{
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsedge_session_resumes_total",
+			Help: "hello with since, by result: recovered, epoch_changed, too_old, invalid, unavailable.",
+		}, []string{"result"}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wsedge_session_replayed_messages_total", Help: "session_message frames replayed from history.",
+		}),
+		queries: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "wsedge_session_history_query_seconds", Help: "One history read (epoch or replay).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
+		}),
+	}
+	reg.MustRegister(m.resumes, m.replayed, m.queries)
+	return m
+}
+
+// appendSeq returns payload (a JSON object) with "seq" as its last member.
+// seq 0 (history off) leaves payload as it is, byte for byte.
+func appendSeq(payload []byte, seq uint64) []byte {
+	n := len(payload)
+	if seq == 0 || n < 2 || payload[n-1] != '}' {
+		return payload
+	}
+	out := make([]byte, 0, n+28)
+	out = append(out, payload[:n-1]...)
+	if n > 2 || payload[0] != '{' {
+		out = append(out, ',')
+	}
+	out = append(out, `"seq":`...)
+	out = strconv.AppendUint(out, seq, 10)
+	return append(out, '}')
+}
+
+// connectedFrame is the session's first frame; epoch is added with history on.
+func connectedFrame(session, id, epoch string, withEpoch bool) []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"type":"connected","session_id":"`...)
+	b = append(b, session...)
+	b = append(b, `","connection_id":"`...)
+	b = append(b, id...)
+	b = append(b, `","user_type_required":true`...)
+	if withEpoch {
+		b = append(b, `,"epoch":`...)
+		e, _ := json.Marshal(epoch)
+		b = append(b, e...)
+	}
+	return append(b, '}')
+}
+
+func recoveryFailedFrame(reason, epoch string, last uint64, known bool) []byte {
+	b := make([]byte, 0, 96)
+	b = append(b, `{"type":"recovery_failed","reason":"`...)
+	b = append(b, reason...)
+	b = append(b, '"')
+	if known {
+		b = append(b, `,"epoch":`...)
+		e, _ := json.Marshal(epoch)
+		b = append(b, e...)
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, last, 10)
+	}
+	return wsframe.Text(append(b, '}'))
+}
+
+// parseResume reads "since" and "epoch" of a hello. ok is false when they
+// are malformed; has is false when the hello does not resume.
+func parseResume(since, epoch json.RawMessage) (n uint64, e string, has, ok bool) {
+	if len(since) == 0 || string(since) == "null" {
+		return 0, "", false, true
+	}
+	var f float64
+	if json.Unmarshal(since, &f) != nil || f < 0 || f > maxSince || f != float64(uint64(f)) {
+		return 0, "", false, false
+	}
+	if json.Unmarshal(epoch, &e) != nil || e == "" || len(e) > 64 {
+		return 0, "", false, false
+	}
+	return uint64(f), e, true, true
+}
+
+// startConnect reads the session's epoch before the connected frame.
+func (s *Server) startConnect(c *conn) {
+	rs := &resumeState{phase: resConnect}
+	c.ls.setResume(c, rs)
+	session := c.session
+	s.historyQuery(c, rs, func(ctx context.Context) (broker.Replay, error) {
+		e, err := s.history.Epoch(ctx, session)
+		return broker.Replay{Epoch: e}, err
+	})
+}
+
+// startResume replays what the client missed after since; c has joined its
+// session, so live broadcasts are held from now on.
+func (s *Server) startResume(c *conn, since uint64, epoch string) {
+	rs := &resumeState{phase: resReplay, epoch: epoch, last: since}
+	c.ls.setResume(c, rs)
+	s.queryReplay(c, rs)
+}
+
+func (s *Server) queryReplay(c *conn, rs *resumeState) {
+	session, since := c.session, rs.last
+	s.historyQuery(c, rs, func(ctx context.Context) (broker.Replay, error) {
+		return s.history.Since(ctx, session, since)
+	})
+}
+
+// historyQuery runs q off the loop (at most HistoryConcurrency at once,
+// HistoryBacklog waiting) and hands the answer to the loop.
+func (s *Server) historyQuery(c *conn, rs *resumeState, q func(context.Context) (broker.Replay, error)) {
+	ls := c.ls
+	if s.histPending.Add(1) > int64(s.cfg.HistoryBacklog) {
+		s.histPending.Add(-1)
+		s.metrics.rejected.WithLabelValues("history_backlog").Inc()
+		ls.onHistory(c, rs, broker.Replay{}, errHistoryBusy)
+		return
+	}
+	go func() {
+		s.histSem <- struct{}{}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HistoryTimeout)
+		rep, err := q(ctx)
+		cancel()
+		<-s.histSem
+		s.histPending.Add(-1)
+		s.hmetrics.queries.Observe(time.Since(start).Seconds())
+		if err != nil {
+			s.log.Warn("session history", "session_id", c.session, "err", err)
+		}
+		ls.run(func() {
+			ls.onHistory(c, rs, rep, err)
+			ls.flush()
+		})
+	}()
+}
+
+func (ls *loopState) setResume(c *conn, rs *resumeState) {
+	if ls.resume == nil {
+		ls.resume = make(map[*conn]*resumeState)
+	}
+	ls.resume[c] = rs
+	c.resuming = true
+}
+
+func (ls *loopState) endResume(c *conn) {
+	delete(ls.resume, c)
+	c.resuming = false
+}
+
+// onHistory runs on the loop with a history answer for c.
+func (ls *loopState) onHistory(c *conn, rs *resumeState, rep broker.Replay, err error) {
+	if ls.resume[c] != rs {
+		return // closed meanwhile
+	}
+	if c.state != stWS {
+		ls.endResume(c)
+		return
+	}
+	s := ls.srv
+	if rs.phase == resConnect {
+		ls.endResume(c)
+		c.send(wsframe.Text(connectedFrame(c.session, c.id, rep.Epoch, err == nil)))
+		// Input that arrived meanwhile waits in gnet's buffer.
+		_ = c.gc.Wake(nil)
+		return
+	}
+	if err != nil {
+		s.hmetrics.resumes.WithLabelValues("unavailable").Inc()
+		c.send(recoveryFailedFrame("unavailable", "", 0, false))
+		for _, m := range rs.buf {
+			c.send(m.frame)
+		}
+		ls.endResume(c)
+		return
+	}
+	reason := ""
+	switch {
+	case rep.Epoch != rs.epoch:
+		reason = "epoch_changed"
+	case rs.last > rep.Last:
+		reason = "invalid"
+	case rs.last < rep.Last && (len(rep.Entries) == 0 || rep.Entries[0].Seq > rs.last+1):
+		reason = "too_old"
+	}
+	if reason != "" {
+		rs.counted = true
+		s.hmetrics.resumes.WithLabelValues(reason).Inc()
+		c.send(recoveryFailedFrame(reason, rep.Epoch, rep.Last, true))
+		rs.epoch, rs.last = rep.Epoch, rep.Last
+	} else {
+		if !rs.counted {
+			s.hmetrics.resumes.WithLabelValues("recovered").Inc()
+		}
+		rs.counted = true
+		for _, e := range rep.Entries {
+			if e.Seq <= rs.last {
+				continue
+			}
+			if c.send(wsframe.Text(appendSeq(e.Payload, e.Seq))) {
+				s.hmetrics.replayed.Inc()
+			}
+			rs.last = e.Seq
+		}
+	}
+	// Merge what arrived live meanwhile: drop what the replay covered, and
+	// go back to history if the live stream starts after a gap.
+	proven := false
+	for i, m := range rs.buf {
+		switch {
+		case m.seq == 0:
+			c.send(m.frame)
+		case m.seq <= rs.last:
+		case m.seq == rs.last+1:
+			c.send(m.frame)
+			rs.last = m.seq
+			proven = true
+		default:
+			rest := rs.buf[i:]
+			rs.buf, rs.bufBytes = append(rs.buf[:0:0], rest...), 0
+			for _, m := range rs.buf {
+				rs.bufBytes += len(m.frame)
+			}
+			rs.phase = resReplay
+			s.queryReplay(c, rs)
+			return
+		}
+	}
+	rs.buf, rs.bufBytes = nil, 0
+	if proven || rs.final {
+		ls.endResume(c)
+		return
+	}
+	rs.phase = resVerify
+	rs.deadline = time.Now().Add(resVerifyAfter).UnixNano()
+}
+
+// resumeDeliver handles a live broadcast for a socket in resume.
+func (ls *loopState) resumeDeliver(c *conn, seq uint64, frame []byte) bool {
+	rs := ls.resume[c]
+	switch {
+	case rs == nil:
+		c.resuming = false
+		return c.send(frame)
+	case rs.phase == resReplay:
+		rs.buf = append(rs.buf, liveMsg{seq: seq, frame: frame})
+		rs.bufBytes += len(frame)
+		if rs.bufBytes > ls.srv.cfg.OutboundCap {
+			// Held frames count against the socket's outbound cap.
+			ls.srv.metrics.slowConsumers.WithLabelValues("outbound_cap").Inc()
+			ls.endResume(c)
+			c.closeWS(wsframe.CloseTryAgainLater, "outbound queue full", true)
+			return false
+		}
+		return true
+	case seq == 0:
+		return c.send(frame)
+	case seq <= rs.last:
+		return false // the replay had it
+	case seq == rs.last+1:
+		ls.endResume(c)
+		return c.send(frame)
+	default:
+		rs.buf = append(rs.buf[:0], liveMsg{seq: seq, frame: frame})
+		rs.bufBytes = len(frame)
+		rs.phase = resReplay
+		ls.srv.queryReplay(c, rs)
+		return true
+	}
+}
+
+// sweepResume reads history again for resumed sockets that saw no live
+// broadcast in time (see resVerify).
+func (ls *loopState) sweepResume(now int64) {
+	for c, rs := range ls.resume {
+		if rs.phase == resVerify && now > rs.deadline {
+			rs.final = true
+			rs.phase = resReplay
+			ls.srv.queryReplay(c, rs)
+		}
+	}
+}
+
+// holdInput reports whether c's input must wait (its connected frame is not
+// sent yet). What waits is capped like one message; beyond it: close 1009.
+func (s *Server) holdInput(c *conn, buffered int) bool {
+	rs := c.ls.resume[c]
+	if rs == nil || rs.phase != resConnect {
+		return false
+	}
+	if buffered > s.cfg.MaxMessageSize+14 {
+		c.ls.endResume(c)
+		c.closeWS(wsframe.CloseTooBig, "too much input before connected", true)
+		c.closeTCP = true
+	}
+	return true
+}
