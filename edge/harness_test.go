@@ -41,7 +41,8 @@ func startServer(t testing.TB, mutate func(*Config)) *testServer {
 	return startServerWith(t, mutate, Deps{})
 }
 
-// startServerWith also takes the optional parts of Deps (API, OpenChat).
+// startServerWith also takes the optional parts of Deps (API, OpenChat, and
+// Hub with its Broker and History).
 func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer {
 	t.Helper()
 	cfg := Defaults()
@@ -54,11 +55,18 @@ func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	hub := NewHub()
+	hub := extra.Hub
+	if hub == nil {
+		hub = NewHub()
+	}
+	brk := extra.Broker
+	if brk == nil {
+		brk = broker.NewMemory(hub.Deliver)
+	}
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := New(cfg, Deps{
-		Hub: hub, Broker: broker.NewMemory(hub.Deliver), Presence: presence.NewMemory(),
+		Hub: hub, Broker: brk, Presence: presence.NewMemory(), History: extra.History,
 		Logger: log, Registry: reg, API: extra.API, OpenChat: extra.OpenChat,
 	})
 	if err != nil {

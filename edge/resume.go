@@ -20,6 +20,11 @@ import (
 // Phases of a socket in loopState.resume:
 //   - resConnect: the session's epoch is being read; the connected frame
 //     waits for it, and the socket's input is not read until it is sent.
+//   - resHello: connected is sent; the epoch and last seq it was read with
+//     wait for the hello. A hello without since continues from that seq
+//     (resVerify), so a client gets every message published after its
+//     connected frame, even when this instance's subscription to the
+//     session is not active yet.
 //   - resReplay: a history query is in flight after a hello with "since";
 //     live broadcasts for the socket are held in order.
 //   - resVerify: the replay is sent; the first live broadcast must be the
@@ -30,13 +35,17 @@ import (
 
 const (
 	resConnect uint8 = iota + 1
+	resHello
 	resReplay
 	resVerify
 )
 
-// resVerifyAfter: a resumed socket that sees no live broadcast this long
-// reads history once more and leaves resume.
-const resVerifyAfter = 2 * time.Second
+// resVerifyAfter: a socket in resVerify that sees no live broadcast this
+// long reads history once more and leaves resume.
+const resVerifyAfter = time.Second
+
+// sinceNow asks history for its epoch and last seq only.
+const sinceNow = 1 << 62
 
 // maxSince bounds "since": JSON numbers are exact up to 2^53.
 const maxSince = 1<<53 - 1
@@ -153,9 +162,20 @@ func (s *Server) startConnect(c *conn) {
 	c.ls.setResume(c, rs)
 	session := c.session
 	s.historyQuery(c, rs, func(ctx context.Context) (broker.Replay, error) {
-		e, err := s.history.Epoch(ctx, session)
-		return broker.Replay{Epoch: e}, err
+		return s.history.Since(ctx, session, sinceNow)
 	})
+}
+
+// startLive follows a hello without since: the socket has joined, and its
+// stream starts after the seq its connected frame was read at.
+func (s *Server) startLive(c *conn) {
+	rs := c.ls.resume[c]
+	if rs == nil || rs.phase != resHello {
+		return // history did not answer at connect: plain live delivery
+	}
+	rs.phase = resVerify
+	rs.counted = true // not a resume
+	rs.deadline = time.Now().Add(resVerifyAfter).UnixNano()
 }
 
 // startResume replays what the client missed after since; c has joined its
@@ -226,7 +246,11 @@ func (ls *loopState) onHistory(c *conn, rs *resumeState, rep broker.Replay, err 
 	}
 	s := ls.srv
 	if rs.phase == resConnect {
-		ls.endResume(c)
+		if err == nil {
+			rs.phase, rs.epoch, rs.last = resHello, rep.Epoch, rep.Last
+		} else {
+			ls.endResume(c)
+		}
 		c.send(wsframe.Text(connectedFrame(c.session, c.id, rep.Epoch, err == nil)))
 		// Input that arrived meanwhile waits in gnet's buffer.
 		_ = c.gc.Wake(nil)
@@ -306,9 +330,8 @@ func (ls *loopState) onHistory(c *conn, rs *resumeState, rep broker.Replay, err 
 func (ls *loopState) resumeDeliver(c *conn, seq uint64, frame []byte) bool {
 	rs := ls.resume[c]
 	switch {
-	case rs == nil:
-		c.resuming = false
-		return c.send(frame)
+	case rs == nil || rs.phase == resConnect || rs.phase == resHello:
+		return c.send(frame) // not a member yet: cannot happen
 	case rs.phase == resReplay:
 		rs.buf = append(rs.buf, liveMsg{seq: seq, frame: frame})
 		rs.bufBytes += len(frame)

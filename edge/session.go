@@ -161,8 +161,11 @@ func (s *Server) beforeHello(c *conn, kind int, m clientMessage) {
 	if err != nil {
 		s.log.Warn("presence join", "session_id", c.session, "connection_id", c.id, "err", err)
 	}
-	if resume {
+	switch {
+	case resume:
 		s.startResume(c, since, epoch)
+	case s.history != nil:
+		s.startLive(c)
 	}
 }
 

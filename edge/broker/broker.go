@@ -47,11 +47,10 @@ type HistoryOptions struct {
 // History is the session history of a broker with history on. Both methods
 // may do I/O: the edge calls them off its event loops.
 type History interface {
-	// Epoch returns the session's history epoch, creating the history if
-	// the session has none. A new epoch means earlier seqs mean nothing.
-	Epoch(ctx context.Context, session string) (string, error)
 	// Since returns the kept messages with seq > since, in order, with the
-	// session's epoch and last seq, read at one instant.
+	// session's epoch and last seq, read at one instant. A session without
+	// history gets one (a new epoch, last seq 0); a new epoch means that
+	// earlier seqs mean nothing.
 	Since(ctx context.Context, session string, since uint64) (Replay, error)
 }
 

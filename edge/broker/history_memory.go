@@ -113,14 +113,6 @@ func (r *memRing) drop() {
 	r.n--
 }
 
-// Epoch implements History.
-func (h *memHistory) Epoch(_ context.Context, session string) (string, error) {
-	r := h.ring(session, true)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.epoch, nil
-}
-
 // Since implements History.
 func (h *memHistory) Since(_ context.Context, session string, since uint64) (Replay, error) {
 	r := h.ring(session, true)

@@ -165,13 +165,6 @@ func (b *Redis) sendHistory(batch []redisOutgoing) error {
 // redisHistoryAPI implements History for the Redis broker.
 type redisHistoryAPI struct{ b *Redis }
 
-// Epoch implements History.
-func (h redisHistoryAPI) Epoch(ctx context.Context, session string) (string, error) {
-	// A since past any seq reads no entry: the epoch at one round trip.
-	rep, err := h.Since(ctx, session, 1<<62)
-	return rep.Epoch, err
-}
-
 // Since implements History.
 func (h redisHistoryAPI) Since(ctx context.Context, session string, since uint64) (Replay, error) {
 	b := h.b
