@@ -64,7 +64,7 @@ type e2eInstance struct {
 
 // startInstance runs wsedge with REDIS_URL and waits for /health/ and for
 // its log to show that it runs in Redis mode.
-func startInstance(t *testing.T, name, redisURL string) *e2eInstance {
+func startInstance(t *testing.T, name, redisURL string, extraEnv ...string) *e2eInstance {
 	t.Helper()
 	bin := e2eBinary(t)
 	in := &e2eInstance{name: name, addr: testenv.FreeAddr(t), log: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
@@ -76,6 +76,7 @@ func startInstance(t *testing.T, name, redisURL string) *e2eInstance {
 	in.cmd.Env = append(os.Environ(),
 		"ADDR="+in.addr, "ADMIN_ADDR=127.0.0.1:0", "DEBUG=1", "INSTANCE_ID="+name,
 		"REDIS_URL="+redisURL, "REDIS_PRESENCE_TTL=3s", "REDIS_TIMEOUT=500ms", "LOG_FORMAT=text", "LOG_LEVEL=debug")
+	in.cmd.Env = append(in.cmd.Env, extraEnv...)
 	in.cmd.Stdout, in.cmd.Stderr = logf, logf
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
