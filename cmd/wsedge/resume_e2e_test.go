@@ -71,6 +71,11 @@ func e2eDrainResume(t *testing.T, url string) {
 			t.Fatal("listeners did not join")
 		}
 	}
+	for i, l := range listeners {
+		if l.err != nil {
+			t.Fatalf("listener %d: %v", i, l.err)
+		}
+	}
 
 	pub := dialSession(t, ins[0], session, "publisher", "test")
 	go func() { // the publisher's own copies are not needed
@@ -131,6 +136,11 @@ type resumer struct {
 func (r *resumer) run(ready chan<- struct{}) {
 	idx := r.start
 	joined := false
+	defer func() {
+		if !joined {
+			ready <- struct{}{} // failed before joining: r.err says why
+		}
+	}()
 	deadline := time.Now().Add(50 * time.Second)
 	for r.next < r.want && time.Now().Before(deadline) {
 		addr := r.addrs[idx%len(r.addrs)]
