@@ -114,7 +114,7 @@ func Defaults() Config {
 		APIConcurrency:      256,
 		APITimeout:          30 * time.Second,
 		HistoryTimeout:      2 * time.Second,
-		HistoryConcurrency:  128,
+		HistoryConcurrency:  64,
 		HistoryBacklog:      10000,
 		DrainTimeout:        30 * time.Second,
 		DrainSpread:         5 * time.Second,

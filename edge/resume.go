@@ -21,17 +21,19 @@ import (
 //   - resConnect: the session's epoch is being read; the connected frame
 //     waits for it, and the socket's input is not read until it is sent.
 //   - resHello: connected is sent; the epoch and last seq it was read with
-//     wait for the hello. A hello without since continues from that seq
-//     (resVerify), so a client gets every message published after its
-//     connected frame, even when this instance's subscription to the
-//     session is not active yet.
+//     wait for the hello. After a hello without since, a socket whose
+//     session is live on this instance (broker.History.Live) leaves resume:
+//     its stream starts at the hello. Otherwise (this instance is only now
+//     subscribing) it continues from that seq in resVerify, so that nothing
+//     published meanwhile is missed.
 //   - resReplay: a history query is in flight after a hello with "since";
 //     live broadcasts for the socket are held in order.
-//   - resVerify: the replay is sent; the first live broadcast must be the
-//     next seq. A gap (a broadcast published while this instance's
-//     subscription was not yet active) queries history again. Without a
-//     live broadcast within resVerifyAfter, history is read once more, which
-//     catches the same gap in a quiet session.
+//   - resVerify: the replay is sent, but the read began before this
+//     instance's subscription was active: the first live broadcast must be
+//     the next seq. A gap (a broadcast published before the subscription
+//     was active) queries history again. Without a live broadcast within
+//     resVerifyAfter, history is read once more, which catches the same gap
+//     in a quiet session.
 
 const (
 	resConnect uint8 = iota + 1
@@ -59,6 +61,7 @@ type resumeState struct {
 	bufBytes int
 	deadline int64 // resVerify: read history again at (Unix ns)
 	counted  bool  // the resume's result is in the metrics
+	live     bool  // the subscription was active when the history read began
 }
 
 type liveMsg struct {
@@ -173,6 +176,12 @@ func (s *Server) startLive(c *conn) {
 	if rs == nil || rs.phase != resHello {
 		return // history did not answer at connect: plain live delivery
 	}
+	if s.history.Live(c.session) {
+		// Every message from now on reaches this instance: the stream
+		// starts at the hello, as without history.
+		c.ls.endResume(c)
+		return
+	}
 	rs.phase = resVerify
 	rs.counted = true // not a resume
 	rs.deadline = time.Now().Add(resVerifyAfter).UnixNano()
@@ -188,38 +197,55 @@ func (s *Server) startResume(c *conn, since uint64, epoch string) {
 
 func (s *Server) queryReplay(c *conn, rs *resumeState) {
 	session, since := c.session, rs.last
+	// Live now, before the read: the read and the live stream then overlap,
+	// and the merge needs no later check.
+	rs.live = s.history.Live(session)
 	s.historyQuery(c, rs, func(ctx context.Context) (broker.Replay, error) {
 		return s.history.Since(ctx, session, since)
 	})
 }
 
-// historyQuery runs q off the loop (at most HistoryConcurrency at once,
-// HistoryBacklog waiting) and hands the answer to the loop.
+// historyJob is one history read waiting for a worker.
+type historyJob struct {
+	c  *conn
+	rs *resumeState
+	q  func(context.Context) (broker.Replay, error)
+}
+
+// historyQuery queues q for the history workers (HistoryConcurrency of
+// them, HistoryBacklog jobs waiting; no goroutine per socket) and hands the
+// answer to c's loop. At the cap the answer is an error at once.
 func (s *Server) historyQuery(c *conn, rs *resumeState, q func(context.Context) (broker.Replay, error)) {
-	ls := c.ls
-	if s.histPending.Add(1) > int64(s.cfg.HistoryBacklog) {
-		s.histPending.Add(-1)
+	select {
+	case s.histQueue <- historyJob{c: c, rs: rs, q: q}:
+	default:
 		s.metrics.rejected.WithLabelValues("history_backlog").Inc()
-		ls.onHistory(c, rs, broker.Replay{}, errHistoryBusy)
-		return
+		c.ls.onHistory(c, rs, broker.Replay{}, errHistoryBusy)
 	}
-	go func() {
-		s.histSem <- struct{}{}
-		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HistoryTimeout)
-		rep, err := q(ctx)
-		cancel()
-		<-s.histSem
-		s.histPending.Add(-1)
-		s.hmetrics.queries.Observe(time.Since(start).Seconds())
-		if err != nil {
-			s.log.Warn("session history", "session_id", c.session, "err", err)
+}
+
+// historyWorker serves history reads until the server stops.
+func (s *Server) historyWorker() {
+	for {
+		select {
+		case <-s.done:
+			return
+		case j := <-s.histQueue:
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HistoryTimeout)
+			rep, err := j.q(ctx)
+			cancel()
+			s.hmetrics.queries.Observe(time.Since(start).Seconds())
+			if err != nil {
+				s.log.Warn("session history", "session_id", j.c.session, "err", err)
+			}
+			ls := j.c.ls
+			ls.run(func() {
+				ls.onHistory(j.c, j.rs, rep, err)
+				ls.flush()
+			})
 		}
-		ls.run(func() {
-			ls.onHistory(c, rs, rep, err)
-			ls.flush()
-		})
-	}()
+	}
 }
 
 func (ls *loopState) setResume(c *conn, rs *resumeState) {
@@ -318,7 +344,7 @@ func (ls *loopState) onHistory(c *conn, rs *resumeState, rep broker.Replay, err 
 		}
 	}
 	rs.buf, rs.bufBytes = nil, 0
-	if proven || rs.final {
+	if proven || rs.final || rs.live {
 		ls.endResume(c)
 		return
 	}

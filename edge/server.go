@@ -47,8 +47,7 @@ type Server struct {
 	api      fasthttp.RequestHandler
 
 	history     broker.History
-	histSem     chan struct{}
-	histPending atomic.Int64
+	histQueue   chan historyJob // served by HistoryConcurrency workers
 	hmetrics    *historyMetrics
 
 	presenceSem  chan struct{}
@@ -78,12 +77,14 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	d.Hub.SetBroker(d.Broker)
 	var hm *historyMetrics
+	var hq chan historyJob
 	if d.History != nil {
 		hm = newHistoryMetrics(d.Registry)
+		hq = make(chan historyJob, cfg.HistoryBacklog)
 	}
-	return &Server{
+	s := &Server{
+		histQueue:   hq,
 		history:     d.History,
-		histSem:     make(chan struct{}, cfg.HistoryConcurrency),
 		hmetrics:    hm,
 		cfg:         cfg,
 		log:         d.Logger,
@@ -98,7 +99,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 		booted:      make(chan struct{}),
 		loops:       make(map[gnet.EventLoop]*loopState),
 		done:        make(chan struct{}),
-	}, nil
+	}
+	if hq != nil {
+		for range cfg.HistoryConcurrency {
+			go s.historyWorker()
+		}
+	}
+	return s, nil
 }
 
 // Serve runs the engine until Shutdown (or a fatal listener error).

@@ -7,7 +7,9 @@
 //   - idle: N hello'd idle connections; Redis commands per second per
 //     instance and per idle connection per minute (INFO commandstats);
 //   - presence: round trip of {"type":"presence"} in sessions of K members
-//     spread over the instances.
+//     spread over the instances;
+//   - history: broadcast cost with SESSION_HISTORY_SIZE off and on, side by
+//     side in one run (history.go).
 //
 // Usage:
 //
@@ -54,6 +56,7 @@ type options struct {
 	presenceReqs  int
 	scenarios     string
 	md, jsonOut   string
+	hist          historyOptions
 }
 
 func main() {
@@ -69,6 +72,13 @@ func main() {
 	flag.StringVar(&o.presenceSizes, "presence-members", "1000,5000", "presence: session sizes")
 	flag.IntVar(&o.presenceReqs, "presence-requests", 200, "presence: requests per size")
 	flag.StringVar(&o.scenarios, "scenarios", "fanout,idle,presence", "scenarios to run")
+	flag.IntVar(&o.hist.instances, "history-instances", 2, "history: wsedge instances per mode")
+	flag.IntVar(&o.hist.sessions, "history-sessions", 50, "history: sessions")
+	flag.IntVar(&o.hist.listeners, "history-listeners", 4, "history: listeners per session (plus its sender)")
+	flag.IntVar(&o.hist.broadcasts, "history-broadcasts", 10000, "history: broadcasts per mode")
+	flag.IntVar(&o.hist.rate, "history-rate", 1000, "history: broadcasts per second")
+	flag.IntVar(&o.hist.size, "history-size", 100, "history: SESSION_HISTORY_SIZE when on")
+	flag.IntVar(&o.hist.idle, "history-idle", 2000, "history: idle sockets for the memory per socket")
 	flag.StringVar(&o.md, "md", "", "write a Markdown summary here")
 	flag.StringVar(&o.jsonOut, "json", "", "write JSON results here")
 	flag.Parse()
@@ -84,10 +94,12 @@ type results struct {
 	Fanout    *fanoutResult    `json:"fanout"`
 	Idle      *idleResult      `json:"idle"`
 	Presence  []presenceResult `json:"presence"`
+	History   *historyResult   `json:"history,omitempty"`
 	At        string           `json:"at"`
 }
 
 func run(o options) error {
+	want := func(s string) bool { return slices.Contains(strings.Split(o.scenarios, ","), s) }
 	dir, err := os.MkdirTemp("", "redis-bench-")
 	if err != nil {
 		return err
@@ -105,6 +117,9 @@ func run(o options) error {
 		}
 	}()
 	for i := range o.instances {
+		if !want("fanout") && !want("idle") && !want("presence") {
+			break // the history scenario starts its own
+		}
 		in, err := startInstance(o.wsedge, dir, fmt.Sprintf("bench%d", i), rd.url)
 		if err != nil {
 			return err
@@ -112,7 +127,6 @@ func run(o options) error {
 		ins = append(ins, in)
 	}
 	res := results{Mode: o.mode, Instances: o.instances, At: time.Now().UTC().Format(time.RFC3339)}
-	want := func(s string) bool { return slices.Contains(strings.Split(o.scenarios, ","), s) }
 	if want("fanout") {
 		fmt.Fprintf(os.Stderr, "fanout: %d listeners over %d instances, %d broadcasts at %d/s\n", o.listeners, len(ins), o.broadcasts, o.rate)
 		if res.Fanout, err = fanout(o, rd, ins); err != nil {
@@ -139,6 +153,13 @@ func run(o options) error {
 			return fmt.Errorf("presence %d: %w", k, err)
 		}
 		res.Presence = append(res.Presence, p)
+	}
+	if want("history") {
+		fmt.Fprintf(os.Stderr, "history: %d sessions × %d listeners, %d broadcasts at %d/s, off vs size %d\n",
+			o.hist.sessions, o.hist.listeners, o.hist.broadcasts, o.hist.rate, o.hist.size)
+		if res.History, err = historyBench(o, dir, rd); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
 	}
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if o.jsonOut != "" {
@@ -368,7 +389,7 @@ func presenceServerTime(ins []*instance) (sum float64, count int) {
 	return sum, count
 }
 
-func startInstance(bin, dir, name, url string) (*instance, error) {
+func startInstance(bin, dir, name, url string, extraEnv ...string) (*instance, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -382,6 +403,7 @@ func startInstance(bin, dir, name, url string) (*instance, error) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "ADDR="+addr, "ADMIN_ADDR=127.0.0.1:0", "DEBUG=1", "INSTANCE_ID="+name,
 		"REDIS_URL="+url, "LOG_LEVEL=info", "MAX_CONNECTIONS=100000", "PING_INTERVAL=10m", "PONG_TIMEOUT=10m")
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -838,6 +860,9 @@ func markdown(r results) string {
 			fmt.Fprintf(&b, "| %d | %d | %.2f | %.2f | %.2f | %.2f |\n", p.Members, p.Requests, p.P50Ms, p.P99Ms, p.MaxMs, p.StoreMeanMs)
 		}
 		b.WriteString("\n")
+	}
+	if r.History != nil {
+		b.WriteString(historyMarkdown(r.History))
 	}
 	return b.String()
 }

@@ -52,6 +52,10 @@ type History interface {
 	// history gets one (a new epoch, last seq 0); a new epoch means that
 	// earlier seqs mean nothing.
 	Since(ctx context.Context, session string, since uint64) (Replay, error)
+	// Live reports whether every message published to session from now on
+	// reaches this instance's Handler (its subscription is active), so that
+	// a history read now plus the live stream leave no gap. It never blocks.
+	Live(session string) bool
 }
 
 // Replay is what History.Since found.

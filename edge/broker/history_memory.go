@@ -128,6 +128,9 @@ func (h *memHistory) Since(_ context.Context, session string, since uint64) (Rep
 	return rep, nil
 }
 
+// Live implements History: subscriptions take effect at once in memory.
+func (h *memHistory) Live(session string) bool { return h.m.subscribed(session) }
+
 // janitor deletes the rings of sessions without subscribers whose last
 // activity is older than the TTL.
 func (h *memHistory) janitor() {

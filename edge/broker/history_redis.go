@@ -183,6 +183,16 @@ func (h redisHistoryAPI) Since(ctx context.Context, session string, since uint64
 	return rep, nil
 }
 
+// Live implements History: the session's channel is confirmed subscribed on
+// the current connection of its group.
+func (h redisHistoryAPI) Live(session string) bool {
+	s := h.b.shardOf(session)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.active[s.prefix+session]
+	return ok
+}
+
 func parseSince(res rueidis.RedisResult) (Replay, error) {
 	arr, err := res.ToArray()
 	if err != nil {

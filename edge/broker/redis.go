@@ -160,7 +160,8 @@ func NewRedis(h Handler, o RedisOptions) (*Redis, error) {
 	}
 	b.m = m
 	for i := range o.Shards {
-		s := &redisShard{b: b, idx: i, want: make(map[string]string), kick: make(chan struct{}, 1), reset: make(chan string, 1)}
+		s := &redisShard{b: b, idx: i, want: make(map[string]string), active: make(map[string]struct{}),
+			kick: make(chan struct{}, 1), reset: make(chan string, 1)}
 		if o.Sharded {
 			s.prefix = "ws:session:{" + strconv.Itoa(i) + "}:"
 			s.histPrefix = "ws:hist:{" + strconv.Itoa(i) + "}:"
@@ -287,6 +288,8 @@ func (b *Redis) Unsubscribe(session string) error {
 	b.mu.Unlock()
 	s.mu.Lock()
 	delete(s.want, s.prefix+session)
+	// Not live from now on, even if a quick Subscribe keeps the channel.
+	delete(s.active, s.prefix+session)
 	s.mu.Unlock()
 	s.wake()
 	return nil
@@ -451,8 +454,9 @@ type redisShard struct {
 	kick       chan struct{} // capacity 1: a pending wake-up is enough
 	reset      chan string   // capacity 1: the server dropped a wanted channel
 
-	mu   sync.Mutex
-	want map[string]string // channel -> session
+	mu     sync.Mutex
+	want   map[string]string   // channel -> session
+	active map[string]struct{} // channels Redis confirmed on the current connection
 }
 
 func (s *redisShard) wake() {
@@ -509,6 +513,7 @@ func (s *redisShard) connect() error {
 	// Close, not the release func: the connection carries our subscriptions,
 	// and a broken one must not go back to the pool.
 	defer dc.Close()
+	defer s.setActive(nil, true) // what this connection held is gone
 	lost := dc.SetPubSubHooks(rueidis.PubSubHooks{
 		OnMessage: func(m rueidis.PubSubMessage) {
 			if len(m.Channel) <= len(s.prefix) {
@@ -521,6 +526,7 @@ func (s *redisShard) connect() error {
 			if ps.Kind == "sunsubscribe" {
 				s.mu.Lock()
 				_, wanted := s.want[ps.Channel]
+				delete(s.active, ps.Channel)
 				s.mu.Unlock()
 				if wanted {
 					// Our own bookkeeping still lists it; start over.
@@ -593,6 +599,7 @@ func (s *redisShard) reconcile(dc rueidis.DedicatedClient, have map[string]struc
 		for _, ch := range add[:n] {
 			have[ch] = struct{}{}
 		}
+		s.setActive(add[:n], true)
 		add = add[n:]
 	}
 	if idle && len(have) == len(del) {
@@ -613,9 +620,28 @@ func (s *redisShard) reconcile(dc rueidis.DedicatedClient, have map[string]struc
 		for _, ch := range del[:n] {
 			delete(have, ch)
 		}
+		s.setActive(del[:n], false)
 		del = del[n:]
 	}
 	return false, nil
+}
+
+// setActive records channels as confirmed (or no longer) subscribed; a nil
+// list with on set clears them all (the connection is gone).
+func (s *redisShard) setActive(chs []string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if chs == nil && on {
+		clear(s.active)
+		return
+	}
+	for _, ch := range chs {
+		if on {
+			s.active[ch] = struct{}{}
+		} else {
+			delete(s.active, ch)
+		}
+	}
 }
 
 func (s *redisShard) do(dc rueidis.DedicatedClient, op string, cmd rueidis.Completed) error {
