@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -49,6 +50,7 @@ type historyCost struct {
 	NetOutPerBcast  float64        `json:"redis_net_out_bytes_per_broadcast"`
 	MemPerSession   float64        `json:"redis_memory_per_session_bytes"`
 	IdleRSSPerConn  float64        `json:"idle_rss_per_socket_bytes"`
+	IdleHeapPerConn float64        `json:"idle_live_heap_per_socket_bytes"` // after a forced GC
 	ConnectMsMedian float64        `json:"connect_to_connected_ms_p50"`
 }
 
@@ -94,6 +96,7 @@ func historyBench(o options, dir string, rd *redisDeploy) (*historyResult, error
 func historyRun(h historyOptions, rd *redisDeploy, ins []*instance, prefix string) (historyCost, error) {
 	var cost historyCost
 	// Idle memory per socket first, on a fresh process.
+	heap0 := liveHeap(ins[0])
 	rss0 := rssBytes(ins[0])
 	var idle []*client
 	for i := range h.idle {
@@ -111,6 +114,7 @@ func historyRun(h historyOptions, rd *redisDeploy, ins []*instance, prefix strin
 	cost.ConnectMsMedian /= float64((h.idle + 19) / 20) // mean of the sampled connects
 	time.Sleep(3 * time.Second)                         // past the resume re-check of every hello
 	cost.IdleRSSPerConn = float64(rssBytes(ins[0])-rss0) / float64(h.idle)
+	cost.IdleHeapPerConn = float64(liveHeap(ins[0])-heap0) / float64(h.idle)
 	closeAll(idle)
 
 	// Sessions: one sender (on the first instance) and listeners spread
@@ -249,6 +253,27 @@ func cpuMs(ins []*instance) float64 {
 	return total
 }
 
+// liveHeap is the instance's HeapAlloc right after a GC (pprof's heap
+// endpoint with gc=1 runs one), i.e. what is live.
+func liveHeap(in *instance) int64 {
+	if in.admin == "" {
+		return 0
+	}
+	resp, err := http.Get("http://" + in.admin + "/debug/pprof/heap?gc=1&debug=1")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
 func rssBytes(in *instance) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.cmd.Process.Pid))
 	if err != nil {
@@ -345,7 +370,7 @@ func historyMarkdown(r *historyResult) string {
 	fmt.Fprintf(&b, "**Session history** (`SESSION_HISTORY_SIZE` off vs %d, %d instances per mode, one after the other in one run): "+
 		"%d sessions × (1 sender + %d listeners), %d broadcasts at %d/s, session_message of %d bytes; idle memory from %d hello'd sockets on one instance.\n\n",
 		r.Size, r.Instances, r.Sessions, r.Listeners, r.Broadcasts, r.Rate, r.PayloadBytes, r.IdleConns)
-	b.WriteString("| history | deliveries | lost | seq errors | server CPU ms / broadcast | Redis round trips / broadcast | Redis commands / broadcast | Redis bytes in / out per broadcast | Redis memory / session | idle RSS / socket | connect → connected ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| history | deliveries | lost | seq errors | server CPU ms / broadcast | Redis round trips / broadcast | Redis commands / broadcast | Redis bytes in / out per broadcast | Redis memory / session | idle RSS / socket | idle live heap / socket | connect → connected ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, row := range []struct {
 		name string
 		c    historyCost
@@ -355,13 +380,13 @@ func historyMarkdown(r *historyResult) string {
 		if c.MemPerSession > 0 {
 			mem = fmt.Sprintf("%.0f B", c.MemPerSession)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.4f | %.3f | %.3f | %.0f / %.0f | %s | %.0f B | %.2f |\n", row.name, c.Deliveries, c.Lost, c.SeqErrors,
-			c.CPUMsPerBcast, c.RoundTrips, c.CommandsPerBc, c.NetInPerBcast, c.NetOutPerBcast, mem, c.IdleRSSPerConn, c.ConnectMsMedian)
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.4f | %.3f | %.3f | %.0f / %.0f | %s | %.0f B | %.0f B | %.2f |\n", row.name, c.Deliveries, c.Lost, c.SeqErrors,
+			c.CPUMsPerBcast, c.RoundTrips, c.CommandsPerBc, c.NetInPerBcast, c.NetOutPerBcast, mem, c.IdleRSSPerConn, c.IdleHeapPerConn, c.ConnectMsMedian)
 	}
 	if r.Off.CPUMsPerBcast > 0 {
-		fmt.Fprintf(&b, "\nRatios on/off: server CPU per broadcast %.2f×, Redis bytes in %.2f×, out %.2f×, idle RSS per socket %.2f×.\n",
+		fmt.Fprintf(&b, "\nRatios on/off: server CPU per broadcast %.2f×, Redis bytes in %.2f×, out %.2f×, idle RSS per socket %.2f×, idle live heap per socket %.2f×.\n",
 			r.On.CPUMsPerBcast/r.Off.CPUMsPerBcast, r.On.NetInPerBcast/r.Off.NetInPerBcast, r.On.NetOutPerBcast/r.Off.NetOutPerBcast,
-			r.On.IdleRSSPerConn/r.Off.IdleRSSPerConn)
+			r.On.IdleRSSPerConn/r.Off.IdleRSSPerConn, r.On.IdleHeapPerConn/r.Off.IdleHeapPerConn)
 	}
 	for _, row := range []struct {
 		name string

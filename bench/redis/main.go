@@ -78,7 +78,7 @@ func main() {
 	flag.IntVar(&o.hist.broadcasts, "history-broadcasts", 10000, "history: broadcasts per mode")
 	flag.IntVar(&o.hist.rate, "history-rate", 1000, "history: broadcasts per second")
 	flag.IntVar(&o.hist.size, "history-size", 100, "history: SESSION_HISTORY_SIZE when on")
-	flag.IntVar(&o.hist.idle, "history-idle", 2000, "history: idle sockets for the memory per socket")
+	flag.IntVar(&o.hist.idle, "history-idle", 5000, "history: idle sockets for the memory per socket")
 	flag.StringVar(&o.md, "md", "", "write a Markdown summary here")
 	flag.StringVar(&o.jsonOut, "json", "", "write JSON results here")
 	flag.Parse()
