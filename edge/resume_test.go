@@ -440,3 +440,67 @@ func TestAppendSeq(t *testing.T) {
 		}
 	}
 }
+
+// gatedHistory holds the connect-time read of one session until released,
+// so that a test can act while a socket waits for its connected frame.
+type gatedHistory struct {
+	broker.History
+	session string
+	gate    chan struct{}
+}
+
+func (g gatedHistory) Since(ctx context.Context, session string, since uint64) (broker.Replay, error) {
+	if session == g.session && since == sinceNow {
+		select {
+		case <-g.gate:
+		case <-ctx.Done():
+			return broker.Replay{}, ctx.Err()
+		}
+	}
+	return g.History.Since(ctx, session, since)
+}
+
+// Before its connected frame a socket's input waits, in order, and is capped:
+// a client that pipelines hello and a broadcast gets connected first and
+// then its message; one that floods is closed 1009; a well-behaved client on
+// the same event loop is served meanwhile.
+func TestHistoryInputBeforeConnected(t *testing.T) {
+	hub := NewHub()
+	b := broker.NewMemoryHistory(hub.Deliver, broker.HistoryOptions{Size: 16})
+	t.Cleanup(func() { _ = b.Close() })
+	g := gatedHistory{History: b.History(), session: "slow", gate: make(chan struct{})}
+	ts := startServerWith(t, func(c *Config) {
+		c.EventLoops = 1
+		c.MaxMessageSize = 4096
+		c.HistoryTimeout = 10 * time.Second
+	}, Deps{Hub: hub, Broker: b, History: g})
+
+	pipelined := ts.dial(t, "/ws/session/slow/", nil)
+	pipelined.hello("u", "web")
+	pipelined.send(`{"type":"broadcast","msg":"early"}`)
+
+	flooder := ts.dial(t, "/ws/session/slow/", nil)
+	big := ws.MaskFrame(ws.NewTextFrame(make([]byte, 3000)))
+	for range 4 {
+		if err := ws.WriteFrame(flooder.conn, big); err != nil {
+			break // the server may close first
+		}
+	}
+	flooder.expectClose(1009)
+
+	good, _ := connectHist(t, ts, "fine")
+	good.hello("v", "web")
+	good.send(`{"type":"broadcast","msg":"served"}`)
+	if seq, msg := sm(t, good); seq != 1 || msg != "served" {
+		t.Fatalf("well-behaved client got %d %q", seq, msg)
+	}
+	pipelined.quiet(100 * time.Millisecond) // still waiting: nothing, not even connected
+
+	close(g.gate)
+	if m := pipelined.expectType("connected"); m["epoch"] == nil {
+		t.Fatalf("connected without epoch: %v", m)
+	}
+	if seq, msg := sm(t, pipelined); seq != 1 || msg != "early" {
+		t.Fatalf("pipelined client got %d %q after connected", seq, msg)
+	}
+}
