@@ -43,6 +43,7 @@ type historyCost struct {
 	Lost            int            `json:"lost"`
 	SeqErrors       int            `json:"seq_errors"` // on: seq not consecutive per socket
 	CPUMsPerBcast   float64        `json:"server_cpu_ms_per_broadcast"`
+	RedisCPUUsPerBc float64        `json:"redis_cpu_us_per_broadcast"`
 	RoundTrips      float64        `json:"redis_round_trips_per_broadcast"` // commands wsedge sends for a broadcast
 	CommandsPerBc   float64        `json:"redis_commands_per_broadcast"`    // script-internal ones included
 	Commands        map[string]int `json:"redis_commands"`
@@ -187,6 +188,7 @@ func historyRun(h historyOptions, rd *redisDeploy, ins []*instance, prefix strin
 		return cost, err
 	}
 	in0, out0 := rd.netBytes()
+	rcpu0 := rd.cpuSeconds()
 	cpu0 := cpuMs(ins)
 	tick := time.NewTicker(time.Second / time.Duration(h.rate))
 	for n := range perSession * h.sessions {
@@ -200,6 +202,7 @@ func historyRun(h historyOptions, rd *redisDeploy, ins []*instance, prefix strin
 	want := int64(perSession * h.sessions * per)
 	_ = waitFor(60*time.Second, func() bool { return got.Load() >= want })
 	cpu1 := cpuMs(ins)
+	rcpu1 := rd.cpuSeconds()
 	in1, out1 := rd.netBytes()
 	calls1, err := rd.calls()
 	if err != nil {
@@ -210,6 +213,7 @@ func historyRun(h historyOptions, rd *redisDeploy, ins []*instance, prefix strin
 	cost.Lost = int(want - got.Load())
 	cost.SeqErrors = int(seqErrs.Load())
 	cost.CPUMsPerBcast = (cpu1 - cpu0) / nb
+	cost.RedisCPUUsPerBc = (rcpu1 - rcpu0) * 1e6 / nb
 	var total int
 	cost.Commands, total = diff(calls0, calls1)
 	cost.CommandsPerBc = float64(total) / nb
@@ -309,6 +313,25 @@ func (d *redisDeploy) netBytes() (in, out int64) {
 	return d.infoField("stats", "total_net_input_bytes"), d.infoField("stats", "total_net_output_bytes")
 }
 
+// cpuSeconds is Redis' used_cpu_user + used_cpu_sys over every node.
+func (d *redisDeploy) cpuSeconds() float64 {
+	var sum float64
+	for _, a := range d.addrs {
+		info, err := redisCmd(a, "INFO", "cpu")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(info, "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+				f, _ := strconv.ParseFloat(v, 64)
+				sum += f
+			}
+		}
+	}
+	return sum
+}
+
 func (d *redisDeploy) usedMemory() int64 { return d.infoField("memory", "used_memory") }
 
 // delMatch deletes the keys matching pattern on every node (KEYS is fine on
@@ -370,7 +393,7 @@ func historyMarkdown(r *historyResult) string {
 	fmt.Fprintf(&b, "**Session history** (`SESSION_HISTORY_SIZE` off vs %d, %d instances per mode, one after the other in one run): "+
 		"%d sessions × (1 sender + %d listeners), %d broadcasts at %d/s, session_message of %d bytes; idle memory from %d hello'd sockets on one instance.\n\n",
 		r.Size, r.Instances, r.Sessions, r.Listeners, r.Broadcasts, r.Rate, r.PayloadBytes, r.IdleConns)
-	b.WriteString("| history | deliveries | lost | seq errors | server CPU ms / broadcast | Redis round trips / broadcast | Redis commands / broadcast | Redis bytes in / out per broadcast | Redis memory / session | idle RSS / socket | idle live heap / socket | connect → connected ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| history | deliveries | lost | seq errors | server CPU ms / broadcast | Redis CPU µs / broadcast | Redis round trips / broadcast | Redis commands / broadcast | Redis bytes in / out per broadcast | Redis memory / session | idle RSS / socket | idle live heap / socket | connect → connected ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, row := range []struct {
 		name string
 		c    historyCost
@@ -380,12 +403,12 @@ func historyMarkdown(r *historyResult) string {
 		if c.MemPerSession > 0 {
 			mem = fmt.Sprintf("%.0f B", c.MemPerSession)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.4f | %.3f | %.3f | %.0f / %.0f | %s | %.0f B | %.0f B | %.2f |\n", row.name, c.Deliveries, c.Lost, c.SeqErrors,
-			c.CPUMsPerBcast, c.RoundTrips, c.CommandsPerBc, c.NetInPerBcast, c.NetOutPerBcast, mem, c.IdleRSSPerConn, c.IdleHeapPerConn, c.ConnectMsMedian)
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.4f | %.1f | %.3f | %.3f | %.0f / %.0f | %s | %.0f B | %.0f B | %.2f |\n", row.name, c.Deliveries, c.Lost, c.SeqErrors,
+			c.CPUMsPerBcast, c.RedisCPUUsPerBc, c.RoundTrips, c.CommandsPerBc, c.NetInPerBcast, c.NetOutPerBcast, mem, c.IdleRSSPerConn, c.IdleHeapPerConn, c.ConnectMsMedian)
 	}
 	if r.Off.CPUMsPerBcast > 0 {
-		fmt.Fprintf(&b, "\nRatios on/off: server CPU per broadcast %.2f×, Redis bytes in %.2f×, out %.2f×, idle RSS per socket %.2f×, idle live heap per socket %.2f×.\n",
-			r.On.CPUMsPerBcast/r.Off.CPUMsPerBcast, r.On.NetInPerBcast/r.Off.NetInPerBcast, r.On.NetOutPerBcast/r.Off.NetOutPerBcast,
+		fmt.Fprintf(&b, "\nRatios on/off: server CPU per broadcast %.2f×, Redis CPU per broadcast %.2f×, Redis bytes in %.2f×, out %.2f×, idle RSS per socket %.2f×, idle live heap per socket %.2f×.\n",
+			r.On.CPUMsPerBcast/r.Off.CPUMsPerBcast, r.On.RedisCPUUsPerBc/r.Off.RedisCPUUsPerBc, r.On.NetInPerBcast/r.Off.NetInPerBcast, r.On.NetOutPerBcast/r.Off.NetOutPerBcast,
 			r.On.IdleRSSPerConn/r.Off.IdleRSSPerConn, r.On.IdleHeapPerConn/r.Off.IdleHeapPerConn)
 	}
 	for _, row := range []struct {

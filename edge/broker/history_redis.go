@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	retry "github.com/wsedge/wsedge/internal/backoff"
 )
 
 // Session history in Redis (docs/REDIS.md, "History"). Per session, in the
@@ -160,6 +162,30 @@ func (b *Redis) sendHistory(batch []redisOutgoing) error {
 	}
 	b.m.published.Add(float64(ok))
 	return first
+}
+
+// probeUntilUp pings Redis until it answers, then clears down. With history
+// on, Publish queues nothing while Redis is down (the sender is told), so no
+// batch would ever find out that it is back. It reports false when the
+// broker is closing.
+func (b *Redis) probeUntilUp() bool {
+	backoff := time.Duration(0)
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
+		err := b.client.Do(ctx, b.client.B().Ping().Build()).Error()
+		cancel()
+		if err == nil {
+			b.down.Store(false)
+			b.log.Info("redis publish recovered")
+			return true
+		}
+		backoff = retry.Next(backoff, redisMaxBackoff)
+		select {
+		case <-time.After(backoff):
+		case <-b.ctx.Done():
+			return false
+		}
+	}
 }
 
 // redisHistoryAPI implements History for the Redis broker.

@@ -291,3 +291,39 @@ func epochOf(h History, session string) (string, error) {
 	rep, err := h.Since(context.Background(), session, 1<<62)
 	return rep.Epoch, err
 }
+
+// With history on, a broadcast cannot be numbered while Redis is down: the
+// sender is told (ErrUnavailable), and publishing works again by itself once
+// Redis is back (with a new epoch: the restarted Redis kept nothing).
+func TestRedisHistoryDown(t *testing.T) {
+	r := testenv.StartRedis(t)
+	be := backend{addrs: []string{r.Addr}}
+	rec := newSeqRecorder()
+	a := newBroker(t, be, "a", rec.handle, func(o *RedisOptions) {
+		o.History = HistoryOptions{Size: 10, TTL: time.Minute}
+		o.Timeout = 300 * time.Millisecond
+	})
+	_ = a.Subscribe("d")
+	testenv.WaitFor(t, "delivery", 10*time.Second, func() bool {
+		_ = a.Publish("d", []byte(`{}`))
+		time.Sleep(20 * time.Millisecond)
+		s, _ := rec.get("d")
+		return len(s) > 0
+	})
+	r.Stop()
+	testenv.WaitFor(t, "ErrUnavailable while Redis is down", 10*time.Second, func() bool {
+		err := a.Publish("d", []byte(`{}`))
+		time.Sleep(10 * time.Millisecond)
+		return errors.Is(err, ErrUnavailable)
+	})
+	r.Start()
+	before, _ := rec.get("d")
+	testenv.WaitFor(t, "publishing again after Redis is back", 10*time.Second, func() bool {
+		if err := a.Publish("d", []byte(`{}`)); err != nil && !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("publish: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		s, _ := rec.get("d")
+		return len(s) > len(before)
+	})
+}

@@ -374,6 +374,9 @@ func (b *Redis) publishLoop() {
 		case <-b.ctx.Done():
 			return
 		}
+		if b.hist != nil && !b.probeUntilUp() {
+			return
+		}
 	}
 }
 
