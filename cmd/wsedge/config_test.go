@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wsedge/wsedge/edge"
+	"github.com/wsedge/wsedge/edge/broker"
 )
 
 const cfgSecret = "k3Jd9-q8Zr_2Lm4Xv7Tn0Wb6Yc1Ps5Hg"
@@ -116,6 +117,11 @@ func TestConfigValues(t *testing.T) {
 		{"DEBUG 0", cfgProd("DEBUG", "0"), func(c config) bool { return !c.Edge.Debug }},
 		{"DEBUG false", cfgProd("DEBUG", "false"), func(c config) bool { return !c.Edge.Debug }},
 		{"DEBUG empty is the default", cfgProd("DEBUG", ""), func(c config) bool { return !c.Edge.Debug }},
+		{"history off by default", cfgProd(), func(c config) bool { return c.History.Size == 0 && c.Redis.History.Size == 0 }},
+		{"SESSION_HISTORY_*", cfgProd("SESSION_HISTORY_SIZE", "100", "SESSION_HISTORY_TTL", "30m", "SESSION_HISTORY_MAX_BYTES", "1MiB"), func(c config) bool {
+			h := broker.HistoryOptions{Size: 100, TTL: 30 * time.Minute, MaxBytes: 1 << 20}
+			return c.History == h && c.Redis.History == h
+		}},
 		{"debug keeps a placeholder secret", map[string]string{"DEBUG": "1", "SECRET_KEY": "changeme"}, func(c config) bool { return c.SecretKey == "changeme" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -232,6 +238,10 @@ func TestConfigBadValues(t *testing.T) {
 		{"RECONNECT_JITTER", "2h", "between"},
 		{"LOG_LEVEL", "verbose", "debug, info, warn or error"},
 		{"LOG_FORMAT", "xml", "text or json"},
+		{"SESSION_HISTORY_SIZE", "-1", "between"},
+		{"SESSION_HISTORY_SIZE", "100001", "between"},
+		{"SESSION_HISTORY_TTL", "0s", "between"},
+		{"SESSION_HISTORY_MAX_BYTES", "1", "between"},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			m := cfgProd(tc.key, tc.value)
