@@ -46,9 +46,9 @@ type Server struct {
 	openChat OpenChat
 	api      fasthttp.RequestHandler
 
-	history     broker.History
-	histQueue   chan historyJob // served by HistoryConcurrency workers
-	hmetrics    *historyMetrics
+	history   broker.History
+	histQueue chan historyJob // served by HistoryConcurrency workers
+	hmetrics  *historyMetrics
 
 	presenceSem  chan struct{}
 	presenceBufs sync.Pool // *[]byte, for presence frames
