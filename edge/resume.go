@@ -28,11 +28,14 @@ import (
 //     published meanwhile is missed.
 //   - resReplay: a history query is in flight after a hello with "since";
 //     live broadcasts for the socket are held in order.
-//   - resVerify: the replay is sent, but the read began before this
-//     instance's subscription was active: the first live broadcast must be
-//     the next seq. A gap (a broadcast published before the subscription
-//     was active) queries history again. Without a live broadcast within
-//     resVerifyAfter, history is read once more, which catches the same gap
+//   - resVerify: the replay is sent. Live broadcasts the replay already
+//     had are dropped (the read's answer can overtake a message's pub/sub
+//     delivery, which comes on another connection) until the first one
+//     after it, which must be the next seq. A gap (a broadcast published
+//     before this instance's subscription was active) queries history
+//     again. Without a live broadcast within resVerifyAfter the socket
+//     leaves resume; if the subscription was not active when the read
+//     began, history is read once more first, which catches the same gap
 //     in a quiet session.
 
 const (
@@ -61,7 +64,7 @@ type resumeState struct {
 	bufBytes int
 	deadline int64 // resVerify: read history again at (Unix ns)
 	counted  bool  // the resume's result is in the metrics
-	live     bool  // the subscription was active when the history read began
+	live     bool  // the subscription was active when the history read began: no gap possible
 }
 
 type liveMsg struct {
@@ -344,7 +347,10 @@ func (ls *loopState) onHistory(c *conn, rs *resumeState, rep broker.Replay, err 
 		}
 	}
 	rs.buf, rs.bufBytes = nil, 0
-	if proven || rs.final || rs.live {
+	// Not proven yet: a message the read returned may still be on its way
+	// through the pub/sub connection (the read came back on another one),
+	// so duplicates are dropped until a live message follows rs.last.
+	if proven || rs.final {
 		ls.endResume(c)
 		return
 	}
@@ -385,15 +391,22 @@ func (ls *loopState) resumeDeliver(c *conn, seq uint64, frame []byte) bool {
 	}
 }
 
-// sweepResume reads history again for resumed sockets that saw no live
-// broadcast in time (see resVerify).
+// sweepResume ends resVerify for sockets that saw no live broadcast in
+// time: when the read began with the subscription active nothing can be
+// missing (and a late duplicate has long arrived); otherwise history is
+// read once more.
 func (ls *loopState) sweepResume(now int64) {
 	for c, rs := range ls.resume {
-		if rs.phase == resVerify && now > rs.deadline {
-			rs.final = true
-			rs.phase = resReplay
-			ls.srv.queryReplay(c, rs)
+		if rs.phase != resVerify || now <= rs.deadline {
+			continue
 		}
+		if rs.live {
+			ls.endResume(c)
+			continue
+		}
+		rs.final = true
+		rs.phase = resReplay
+		ls.srv.queryReplay(c, rs)
 	}
 }
 

@@ -144,24 +144,7 @@ func (b *Redis) sendHistory(batch []redisOutgoing) error {
 		res = append(res, b.client.DoMulti(ctx, cmds...)...)
 	}
 	b.m.Latency.WithLabelValues("publish").Observe(time.Since(start).Seconds())
-	var first error
-	ok := 0
-	for _, r := range res {
-		err := r.Error()
-		if err == nil {
-			ok++
-			continue
-		}
-		if e, isRedis := rueidis.IsRedisErr(err); isRedis && e.IsNoScript() {
-			continue // counted by its retry
-		}
-		b.m.Errors.WithLabelValues("publish").Inc()
-		if _, isRedis := rueidis.IsRedisErr(err); !isRedis && first == nil {
-			first = fmt.Errorf("redis history publish: %w", err)
-		}
-	}
-	b.m.published.Add(float64(ok))
-	return first
+	return b.tally(res)
 }
 
 // probeUntilUp pings Redis until it answers, then clears down. With history

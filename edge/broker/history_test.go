@@ -167,16 +167,8 @@ func testRedisHistory(t *testing.T, be backend) {
 		go func() {
 			defer wg.Done()
 			for n := range 100 {
-				for {
-					err := br.Publish(session, []byte(fmt.Sprintf(`{"p":%d,"n":%d}`, i, n)))
-					if err == nil {
-						break
-					}
-					if !errors.Is(err, ErrBacklogFull) {
-						t.Errorf("publish: %v", err)
-						return
-					}
-					time.Sleep(time.Millisecond)
+				if !publishRetry(t, br, session, fmt.Sprintf(`{"p":%d,"n":%d}`, i, n)) {
+					return
 				}
 			}
 		}()

@@ -403,6 +403,13 @@ func (b *Redis) send(cmds rueidis.Commands) error {
 	start := time.Now()
 	res := b.client.DoMulti(ctx, cmds...)
 	b.m.Latency.WithLabelValues("publish").Observe(time.Since(start).Seconds())
+	return b.tally(res)
+}
+
+// tally counts a batch's results and returns the first transport error.
+// NOSCRIPT answers are not counted: the history publisher sends those
+// commands again and counts the retry.
+func (b *Redis) tally(res []rueidis.RedisResult) error {
 	var first error
 	ok := 0
 	for _, r := range res {
@@ -411,8 +418,12 @@ func (b *Redis) send(cmds rueidis.Commands) error {
 			ok++
 			continue
 		}
+		re, isRedis := rueidis.IsRedisErr(err)
+		if isRedis && re.IsNoScript() {
+			continue
+		}
 		b.m.Errors.WithLabelValues("publish").Inc()
-		if _, isRedis := rueidis.IsRedisErr(err); !isRedis && first == nil {
+		if !isRedis && first == nil {
 			first = fmt.Errorf("redis publish: %w", err)
 		}
 	}

@@ -115,6 +115,22 @@ func waitReady(t testing.TB, from *Redis, session string, recs ...*recorder) {
 }
 
 // withoutProbes drops readiness probes from a message list.
+// publishRetry publishes, waiting while the backlog is full; it reports
+// false (after t.Errorf) on any other error.
+func publishRetry(t *testing.T, b *Redis, session, payload string) bool {
+	for {
+		err := b.Publish(session, []byte(payload))
+		if err == nil {
+			return true
+		}
+		if !errors.Is(err, ErrBacklogFull) {
+			t.Errorf("publish: %v", err)
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func withoutProbes(ms []string) []string {
 	out := ms[:0:0]
 	for _, m := range ms {
@@ -189,16 +205,8 @@ func testOrderAcrossInstances(t *testing.T, be backend) {
 			go func() {
 				defer wg.Done()
 				for seq := range perPub {
-					for {
-						err := b.Publish(session, []byte(name+":"+strconv.Itoa(seq)))
-						if err == nil {
-							break
-						}
-						if !errors.Is(err, ErrBacklogFull) {
-							t.Errorf("publish: %v", err)
-							return
-						}
-						time.Sleep(time.Millisecond)
+					if !publishRetry(t, b, session, name+":"+strconv.Itoa(seq)) {
+						return
 					}
 				}
 			}()
