@@ -504,3 +504,57 @@ func TestHistoryInputBeforeConnected(t *testing.T) {
 		t.Fatalf("pipelined client got %d %q after connected", seq, msg)
 	}
 }
+
+// delayed hands messages to h after a fixed delay, in order, like a pub/sub
+// hop that is slower than the history read.
+func delayed(t *testing.T, h broker.Handler, d time.Duration) broker.Handler {
+	type item struct {
+		at      time.Time
+		session string
+		seq     uint64
+		p       []byte
+	}
+	ch := make(chan item, 1024)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case it := <-ch:
+				time.Sleep(time.Until(it.at))
+				h(it.session, it.seq, it.p)
+			}
+		}
+	}()
+	return func(session string, seq uint64, p []byte) { ch <- item{time.Now().Add(d), session, seq, p} }
+}
+
+// The replay's answer can overtake the live delivery of the messages it
+// contains: those arrive afterwards and must not be sent twice.
+func TestResumeReadOvertakesLive(t *testing.T) {
+	hub := NewHub()
+	b := broker.NewMemoryHistory(delayed(t, hub.Deliver, 100*time.Millisecond), broker.HistoryOptions{Size: 64})
+	t.Cleanup(func() { _ = b.Close() })
+	ts := startServerWith(t, nil, Deps{Hub: hub, Broker: b, History: b.History()})
+	sender, epoch := connectHist(t, ts, "overtake")
+	member(t, sender, -1, "")
+	joined(t, sender)
+	go func() { _, _ = ioDiscard(sender) }()
+	for i := range 20 {
+		sender.send(fmt.Sprintf(`{"type":"broadcast","msg":"m%d"}`, i))
+	}
+	time.Sleep(20 * time.Millisecond) // published and kept; their delivery is 100 ms away
+	l, _ := connectHist(t, ts, "overtake")
+	member(t, l, 0, epoch)
+	msgOf := map[uint64]string{}
+	for i := range 20 {
+		msgOf[uint64(i+1)] = fmt.Sprintf("m%d", i)
+	}
+	expectSeqs(t, l, 1, 20, msgOf)
+	l.quiet(400 * time.Millisecond)
+	if n := counterValue(t, ts.reg, "wsedge_session_replayed_messages_total"); n != 20 {
+		t.Fatalf("%v messages replayed, want 20 (all from history)", n)
+	}
+}
