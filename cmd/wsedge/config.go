@@ -24,25 +24,6 @@ type config struct {
 	Chat      chatConfig
 }
 
-// placeholderSecrets are values shipped in examples; DEBUG=0 refuses them.
-var placeholderSecrets = []string{
-	"", "changeme", "change-me", "change_me", "secret", "dev", "development", "placeholder",
-	"your-secret-key", "your_secret_key", "insecure", "test",
-}
-
-func isPlaceholderSecret(s string) bool {
-	l := strings.ToLower(strings.TrimSpace(s))
-	if strings.HasPrefix(l, "django-insecure") || strings.Contains(l, "change-me") || strings.Contains(l, "changeme") {
-		return true
-	}
-	for _, p := range placeholderSecrets {
-		if l == p {
-			return true
-		}
-	}
-	return len(l) < 16
-}
-
 // settings lists every environment variable main knows; each also has a flag
 // (ADMIN_ADDR → -admin-addr) that takes precedence over the environment,
 // except secrets, which would show in the process list: those are read from
@@ -172,9 +153,23 @@ func loadConfig(e env) (config, error) {
 			ec.AllowedHosts = append(ec.AllowedHosts, h)
 		}
 	}
+	ec.AllowMissingOrigin, err = e.boolean(false, "ALLOW_MISSING_ORIGIN")
+	keep(err)
 	c.SecretKey = e.str("", "SECRET_KEY", "DJANGO_SECRET_KEY")
-	if !ec.Debug && isPlaceholderSecret(c.SecretKey) {
-		errs = append(errs, errors.New("SECRET_KEY (or DJANGO_SECRET_KEY) must be set to a real secret of at least 16 characters when DEBUG=0; for local runs set DEBUG=1"))
+	if !ec.Debug {
+		if strings.TrimSpace(c.SecretKey) == "" {
+			errs = append(errs, fmt.Errorf("SECRET_KEY (or DJANGO_SECRET_KEY) must be set when DEBUG=0 (a random value of at least %d characters, e.g. from `openssl rand -base64 48`); for local runs set DEBUG=1", minSecretLen))
+		} else if why := weakSecret(c.SecretKey); why != "" {
+			errs = append(errs, fmt.Errorf("SECRET_KEY (or DJANGO_SECRET_KEY) %s; with DEBUG=0 it must be a random value of at least %d characters (e.g. from `openssl rand -base64 48`); for local runs set DEBUG=1", why, minSecretLen))
+		}
+		if v := e.str("", "CSRF_SECRET_KEY"); v != "" {
+			if why := weakSecret(v); why != "" {
+				errs = append(errs, fmt.Errorf("CSRF_SECRET_KEY %s; with DEBUG=0 it must be a random value of at least %d characters, or unset to use SECRET_KEY", why, minSecretLen))
+			}
+		}
+		if exampleAPIKey(e.str("", "AUTH_API_KEY")) {
+			errs = append(errs, errors.New("AUTH_API_KEY is the example value shipped with wsedge; set a key of your own"))
+		}
 	}
 	if !ec.Debug && len(ec.AllowedHosts) == 0 {
 		errs = append(errs, errors.New("ALLOWED_HOSTS (or DJANGO_ALLOWED_HOSTS) must list the hosts allowed as WebSocket Origin when DEBUG=0 (\"*\" allows any)"))
