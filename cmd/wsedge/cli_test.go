@@ -296,3 +296,57 @@ func TestCLIEnvFile(t *testing.T) {
 		t.Fatalf("missing ENV_FILE: exit %d, %s", code, errOut)
 	}
 }
+
+// documentedCounters are the wsedge_*_total names the docs mention.
+func documentedCounters(t *testing.T) []string {
+	t.Helper()
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md")
+	re := regexp.MustCompile(`wsedge_[a-z0-9_]+_total\b`)
+	seen := map[string]bool{}
+	var names []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range re.FindAllString(string(b), -1) {
+			if !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
+	}
+	if len(names) < 5 {
+		t.Fatalf("found only %v in the docs", names)
+	}
+	return names
+}
+
+// Right after start, before any traffic: every counter the docs mention has
+// a series (at 0), so alerts on rate() see one; wsedge_build_info names the
+// build; the admin root lists its endpoints. With Redis, so that the
+// wsedge_redis_* counters are there too.
+func TestCLIMetricsFromStart(t *testing.T) {
+	rd := testenv.StartRedis(t)
+	s := startBinary(t, t.TempDir(), cleanEnv("DEBUG=1", "REDIS_URL="+rd.URL()))
+	metrics := s.get(t, "http://"+s.admin+"/metrics")
+	for _, name := range documentedCounters(t) {
+		if !regexp.MustCompile(`(?m)^` + name + `(\{[^}]*\})? `).MatchString(metrics) {
+			t.Errorf("%s has no series at start", name)
+		}
+	}
+	want := `wsedge_build_info{goversion="` + runtime.Version() + `",revision="` + e2eRevision + `",version="` + e2eVersion + `"} 1`
+	if !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	index := s.get(t, "http://"+s.admin+"/")
+	for _, p := range []string{"/metrics", "/debug/pprof/", e2eVersion} {
+		if !strings.Contains(index, p) {
+			t.Errorf("admin index does not mention %s:\n%s", p, index)
+		}
+	}
+	if code := s.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
