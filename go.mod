@@ -17,6 +17,7 @@ require (
 	github.com/prometheus/client_model v0.6.1
 	github.com/redis/rueidis v1.0.55
 	github.com/valyala/fasthttp v1.58.0
+	github.com/yuin/goldmark v1.8.7
 	golang.org/x/time v0.14.0
 )
 
