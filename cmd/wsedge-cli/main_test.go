@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -161,6 +164,44 @@ func TestHelloFlag(t *testing.T) {
 		b, err := helloJSON(tc.in)
 		if (err != nil) != tc.bad || (!tc.bad && string(b) != tc.want) {
 			t.Errorf("helloJSON(%q) = %s, %v", tc.in, b, err)
+		}
+	}
+}
+
+// The built client: -h documents both routes and exits 0; a missing URL is
+// a usage error (2).
+func TestCLIUsage(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "wsedge-cli")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"-h"}, 0},
+		{[]string{"-help"}, 0},
+		{nil, 2},
+		{[]string{"-nope", "ws://x/"}, 2},
+	} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code {
+			t.Errorf("wsedge-cli %v: exit %d, want %d", tc.args, code, tc.code)
+		}
+		for _, want := range []string{"/ws/session/<id>/", "/ws/chat/", "-hello", "-origin"} {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("wsedge-cli %v usage lacks %q:\n%s", tc.args, want, stderr.String())
+			}
 		}
 	}
 }
