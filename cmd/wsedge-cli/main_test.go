@@ -11,30 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wsedge/wsedge/bench/baseline/server"
+	"github.com/wsedge/wsedge/internal/testenv"
 )
-
-// syncBuffer is written by the CLI's reader goroutine and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // frames parses stdout: one JSON object per line.
 func frames(t *testing.T, out string) []map[string]any {
@@ -90,7 +72,7 @@ func TestCLI(t *testing.T) {
 	url := baseline(t) + "/ws/session/cli/"
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var out, errb syncBuffer
+			var out, errb testenv.Buffer
 			args := append(append([]string{"-grace", "300ms"}, tc.args...), url)
 			code := run(context.Background(), args, strings.NewReader(tc.stdin), &out, &errb)
 			if code != tc.code {
@@ -111,7 +93,7 @@ func TestCLI(t *testing.T) {
 func TestListenerSeesBroadcast(t *testing.T) {
 	url := baseline(t) + "/ws/session/walk/"
 	pr, pw := io.Pipe()
-	var out, errb syncBuffer
+	var out, errb testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(context.Background(), []string{"-hello", "agent,web", "-grace", "100ms", url}, pr, &out, &errb)
@@ -125,7 +107,7 @@ func TestListenerSeesBroadcast(t *testing.T) {
 	}
 	// Presence from the sender proves the listener's hello was handled
 	// before the broadcast goes out.
-	var sout, serr syncBuffer
+	var sout, serr testenv.Buffer
 	stdin := "{\"type\":\"presence\"}\n{\"type\":\"broadcast\",\"msg\":\"hello\"}\n"
 	if code := run(context.Background(), []string{"-hello", "admin", "-grace", "300ms", url}, strings.NewReader(stdin), &sout, &serr); code != 0 {
 		t.Fatalf("sender exit %d: %s", code, serr.String())

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -58,32 +57,15 @@ type server struct {
 	cmd    *exec.Cmd
 	addr   string
 	admin  string
-	log    *syncBuffer
+	log    *testenv.Buffer
 	exited chan error
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startBinary starts the server and waits for /health/; ADDR and
 // ADMIN_ADDR are added to env unless args set them.
 func startBinary(t *testing.T, dir string, env []string, args ...string) *server {
 	t.Helper()
-	s := &server{addr: testenv.FreeAddr(t), admin: testenv.FreeAddr(t), log: &syncBuffer{},
+	s := &server{addr: testenv.FreeAddr(t), admin: testenv.FreeAddr(t), log: &testenv.Buffer{},
 		exited: make(chan error, 1)}
 	s.cmd = exec.Command(e2eBinary(t), args...)
 	s.cmd.Dir = dir

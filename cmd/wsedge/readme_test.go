@@ -209,7 +209,7 @@ func TestReadmeWalkthroughs(t *testing.T) {
 	run.Dir = "../.."
 	run.Env = append(os.Environ(), "ADDR="+addr, "ADMIN_ADDR="+testenv.FreeAddr(t), "LOCAL_MODEL_DELAY=1ms")
 	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	runOut := &syncBuffer{}
+	runOut := &testenv.Buffer{}
 	run.Stdout, run.Stderr = runOut, io.MultiWriter(runOut, testLog{t})
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
