@@ -91,6 +91,8 @@ func TestConfigValues(t *testing.T) {
 		{"ADMIN_ADDR", cfgProd("ADMIN_ADDR", ":9191"), func(c config) bool { return c.AdminAddr == ":9191" }},
 		{"INSTANCE_ID", cfgProd("INSTANCE_ID", "i-0abc"), func(c config) bool { return c.Edge.InstanceID == "i-0abc" }},
 		{"AUTH_API_KEY", cfgProd("AUTH_API_KEY", "k"), func(c config) bool { return c.Edge.AuthAPIKey == "k" }},
+		{"ALLOW_MISSING_ORIGIN", cfgProd("ALLOW_MISSING_ORIGIN", "1"), func(c config) bool { return c.Edge.AllowMissingOrigin }},
+		{"ALLOW_MISSING_ORIGIN off by default", cfgProd(), func(c config) bool { return !c.Edge.AllowMissingOrigin }},
 		{"EVENT_LOOPS", cfgProd("EVENT_LOOPS", " 3 "), func(c config) bool { return c.Edge.EventLoops == 3 }},
 		{"MAX_CONNECTIONS", cfgProd("MAX_CONNECTIONS", "20000"), func(c config) bool { return c.Edge.MaxConnections == 20000 }},
 		{"HELLO_TIMEOUT", cfgProd("HELLO_TIMEOUT", "1m"), func(c config) bool { return c.Edge.HelloTimeout == time.Minute }},
@@ -204,6 +206,7 @@ func TestConfigBadValues(t *testing.T) {
 		want       string // besides the key itself
 	}{
 		{"DEBUG", "maybe", "0 or 1"},
+		{"ALLOW_MISSING_ORIGIN", "sometimes", "0 or 1"},
 		{"DJANGO_DEBUG", "2", "0 or 1"},
 		{"EVENT_LOOPS", "four", "whole number"},
 		{"EVENT_LOOPS", "0", "between 1 and 256"},

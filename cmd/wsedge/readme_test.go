@@ -207,7 +207,13 @@ func TestReadmeWalkthroughs(t *testing.T) {
 	local := func(s string) string { return strings.ReplaceAll(s, "127.0.0.1:8000", addr) }
 	run := exec.Command("make", strings.Fields(quick[0])[1:]...)
 	run.Dir = "../.."
-	run.Env = append(os.Environ(), "ADDR="+addr, "ADMIN_ADDR="+testenv.FreeAddr(t), "LOCAL_MODEL_DELAY=1ms")
+	// Not the outer make's job server or level (make test runs this test).
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
+			run.Env = append(run.Env, kv)
+		}
+	}
+	run.Env = append(run.Env, "ADDR="+addr, "ADMIN_ADDR="+testenv.FreeAddr(t), "LOCAL_MODEL_DELAY=1ms")
 	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	runOut := &testenv.Buffer{}
 	run.Stdout, run.Stderr = runOut, io.MultiWriter(runOut, testLog{t})
@@ -232,6 +238,13 @@ func TestReadmeWalkthroughs(t *testing.T) {
 			t.Fatal("make run did not answer /health/")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	// make links the commit in (make build does the same).
+	if head, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		if want := "revision=" + strings.TrimSpace(string(head)); !strings.Contains(runOut.String(), want) {
+			t.Errorf("make run's binary does not log %s:\n%s", want, runOut)
+		}
 	}
 
 	// Session walkthrough.
