@@ -54,6 +54,8 @@ func run(args []string, lookup env, stdout io.Writer) error {
 	case err != nil:
 		return usageError{err}
 	}
+	// The runtime read GOMAXPROCS at start, before the .env file.
+	_, gomaxprocsSet := lookup("GOMAXPROCS")
 	envFile, err := loadEnvFile(e)
 	if err != nil {
 		return err
@@ -78,7 +80,7 @@ func run(args []string, lookup env, stdout io.Writer) error {
 	// quiet: with GOMAXPROCS equal to the loops, goroutines woken meanwhile
 	// (Redis I/O, chat workers, presence queries) wait that long. One P per
 	// loop on top of one per CPU keeps the CPUs available to them.
-	if _, set := lookup("GOMAXPROCS"); !set {
+	if !gomaxprocsSet {
 		runtime.GOMAXPROCS(runtime.NumCPU() + cfg.Edge.EventLoops)
 	}
 	log.Info("scheduler", "gomaxprocs", runtime.GOMAXPROCS(0), "event_loops", cfg.Edge.EventLoops)
