@@ -92,7 +92,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.slowConsumers.WithLabelValues(r)
 	}
 	for _, r := range []string{"max_connections", "handshake_timeout", "presence_concurrency", "api_concurrency", "rate_limited",
-		reasonOriginMissing, reasonOriginNotAllowed} {
+		reasonOriginMissing, reasonOriginNotAllowed, reasonUnauthorized} {
 		m.rejected.WithLabelValues(r)
 	}
 	return m

@@ -13,10 +13,11 @@ import (
 // bad Origin, and each log line is a write on the event loop.
 const refusalLogBurst = 10
 
-// Reasons an upgrade fails the Origin check; also wsedge_rejected_total labels.
+// Reasons an upgrade is refused and logged; also wsedge_rejected_total labels.
 const (
 	reasonOriginMissing    = "origin_missing"
 	reasonOriginNotAllowed = "origin_not_allowed"
+	reasonUnauthorized     = "unauthorized" // /ws/chat/ without the right API key
 )
 
 // maxLoggedOrigin caps the attacker-chosen Origin value written to the log.
@@ -38,6 +39,13 @@ func (s *Server) originOK(c *conn, route uint8, origin []byte) bool {
 	if len(origin) == 0 {
 		reason = reasonOriginMissing
 	}
+	s.refuseUpgrade(c, route, reason, origin)
+	return false
+}
+
+// refuseUpgrade counts and logs (rate-limited) an upgrade refused for
+// reason; the caller answers the client. Credentials are never logged.
+func (s *Server) refuseUpgrade(c *conn, route uint8, reason string, origin []byte) {
 	s.metrics.rejected.WithLabelValues(reason).Inc()
 	if len(origin) > maxLoggedOrigin {
 		origin = origin[:maxLoggedOrigin]
@@ -47,7 +55,6 @@ func (s *Server) originOK(c *conn, route uint8, origin []byte) bool {
 		remote = a.String()
 	}
 	s.refusals.refused(reason, routeName(route), string(origin), remote)
-	return false
 }
 
 // refusalLog writes one line per refused upgrade through a token bucket;

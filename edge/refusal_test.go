@@ -175,3 +175,34 @@ func TestRefusalLogFlood(t *testing.T) {
 		t.Fatalf("wsedge_rejected_total = %v, want %d", n, attempts)
 	}
 }
+
+// A /ws/chat/ upgrade with a wrong API key is refused 401, counted and
+// logged like an Origin refusal, without the key.
+func TestUnauthorizedUpgradeLogged(t *testing.T) {
+	t.Parallel()
+	logs := &logBuffer{}
+	ts := startServerWith(t, func(c *Config) { c.AuthAPIKey = "the-right-key" }, Deps{
+		Logger:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		OpenChat: func(string, ChatSink) ChatConn { return nopChat{} },
+	})
+	_, err := ts.tryDial(t, "/ws/chat/?authorization=a-wrong-key", goodOrigin)
+	if err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("upgrade: %v, want 401", err)
+	}
+	got := logs.lines(t, "websocket upgrade refused")
+	if len(got) != 1 || got[0]["reason"] != reasonUnauthorized || got[0]["route"] != "chat" ||
+		got[0]["origin"] != "https://app.example.com" {
+		t.Fatalf("refusal logged as %v", got)
+	}
+	if strings.Contains(logs.String(), "a-wrong-key") {
+		t.Fatal("the offered key was logged")
+	}
+	c, err := ts.tryDial(t, "/ws/chat/?authorization=the-right-key", goodOrigin)
+	if err != nil {
+		t.Fatalf("right key refused: %v", err)
+	}
+	c.conn.Close()
+	if n := counterValue(t, ts.reg, "wsedge_rejected_total"); n != 1 {
+		t.Fatalf("wsedge_rejected_total = %v, want 1", n)
+	}
+}

@@ -32,6 +32,7 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 		s.replyError(c, "ws", fasthttp.StatusForbidden, "forbidden", "origin not allowed", true)
 		return
 	case route == routeChat && !apikey.Match(s.cfg.AuthAPIKey, ls.hdr.Peek("Authorization"), ls.uri.QueryArgs().Peek("authorization")):
+		s.refuseUpgrade(c, route, reasonUnauthorized, ls.hdr.Peek("Origin"))
 		s.replyError(c, "ws", fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong API key", true)
 		return
 	}
