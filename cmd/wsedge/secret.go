@@ -48,14 +48,14 @@ func weakSecret(s string) string {
 			return fmt.Sprintf("looks like a placeholder (contains %q)", m)
 		}
 	}
-	if len(s) < minSecretLen {
-		return fmt.Sprintf("is shorter than %d characters", minSecretLen)
-	}
 	counts := map[rune]int{}
 	n := 0
 	for _, r := range s {
 		counts[r]++
 		n++
+	}
+	if n < minSecretLen {
+		return fmt.Sprintf("is shorter than %d characters", minSecretLen)
 	}
 	if len(counts) < minSecretDistinct {
 		return fmt.Sprintf("has fewer than %d different characters", minSecretDistinct)
