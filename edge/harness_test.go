@@ -41,8 +41,8 @@ func startServer(t testing.TB, mutate func(*Config)) *testServer {
 	return startServerWith(t, mutate, Deps{})
 }
 
-// startServerWith also takes the optional parts of Deps (API, OpenChat, and
-// Hub with its Broker and History).
+// startServerWith also takes the optional parts of Deps (API, OpenChat,
+// Logger, and Hub with its Broker and History).
 func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer {
 	t.Helper()
 	cfg := Defaults()
@@ -65,6 +65,9 @@ func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer
 	}
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if extra.Logger != nil {
+		log = extra.Logger
+	}
 	srv, err := New(cfg, Deps{
 		Hub: hub, Broker: brk, Presence: presence.NewMemory(), History: extra.History,
 		Logger: log, Registry: reg, API: extra.API, OpenChat: extra.OpenChat,
