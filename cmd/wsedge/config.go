@@ -61,7 +61,7 @@ var settings = []struct {
 	{key: "DRAIN_TIMEOUT", help: "graceful shutdown bound (default 30s)"},
 	{key: "DRAIN_SPREAD", help: "closing of sockets is spread over this long on shutdown (default 5s)"},
 	{key: "RECONNECT_JITTER", help: "upper bound of the reconnect hint sent on shutdown (default 5s)"},
-	{key: "SESSION_HISTORY_SIZE", help: "messages kept per session for lossless resume; 0 turns history off and frames stay as without it (default 0; docs/PROTOCOL.md §1.1)"},
+	{key: "SESSION_HISTORY_SIZE", help: "messages kept per session for lossless resume; 0 turns history off and frames stay as without it, docs/PROTOCOL.md §1.1 (default 0)"},
 	{key: "SESSION_HISTORY_TTL", help: "a session's history outlives its last message (in memory: and its last member) by this (default 10m)"},
 	{key: "SESSION_HISTORY_MAX_BYTES", help: "in-memory broker only: payload bytes kept per session, oldest dropped first (default 4MiB)"},
 	{key: "LOG_LEVEL", help: "debug, info, warn or error (default info)"},
