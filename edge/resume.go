@@ -95,6 +95,9 @@ func newHistoryMetrics(reg prometheus.Registerer) *historyMetrics {
 		}),
 	}
 	reg.MustRegister(m.resumes, m.replayed, m.queries)
+	for _, r := range []string{"recovered", "epoch_changed", "too_old", "invalid", "unavailable"} {
+		m.resumes.WithLabelValues(r)
+	}
 	return m
 }
 

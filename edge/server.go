@@ -77,10 +77,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, errors.New("edge: hub, broker, presence, logger and registry are required")
 	}
 	d.Hub.SetBroker(d.Broker)
-	var hm *historyMetrics
+	// Registered with history off too: every documented counter has a
+	// series from the start (at zero).
+	hm := newHistoryMetrics(d.Registry)
 	var hq chan historyJob
 	if d.History != nil {
-		hm = newHistoryMetrics(d.Registry)
 		hq = make(chan historyJob, cfg.HistoryBacklog)
 	}
 	s := &Server{
