@@ -558,3 +558,25 @@ func TestResumeReadOvertakesLive(t *testing.T) {
 		t.Fatalf("%v messages replayed, want 20 (all from history)", n)
 	}
 }
+
+// parseResume reads untrusted hello fields: whatever it accepts is a whole
+// number within JSON's exact range and a non-empty epoch of at most 64 bytes.
+func FuzzParseResume(f *testing.F) {
+	f.Add([]byte(`5`), []byte(`"abc"`))
+	f.Add([]byte(`0`), []byte(`""`))
+	f.Add([]byte(`1e3`), []byte(`"e"`))
+	f.Add([]byte(`-0`), []byte(`"e"`))
+	f.Add([]byte(`null`), []byte(`null`))
+	f.Fuzz(func(t *testing.T, since, epoch []byte) {
+		n, e, has, ok := parseResume(since, epoch)
+		if !ok || !has {
+			if has {
+				t.Fatal("has without ok")
+			}
+			return
+		}
+		if n > maxSince || e == "" || len(e) > 64 {
+			t.Fatalf("accepted since %d epoch %q from %q %q", n, e, since, epoch)
+		}
+	})
+}
