@@ -76,7 +76,7 @@ type conn struct {
 	// trickled byte does not move them.
 	frameAt int64
 	msgAt   int64
-	lastOut    int
+	lastOut int
 
 	need int // bytes the next frame needs before parsing is worth trying
 
