@@ -59,10 +59,14 @@ var settings = []struct {
 	{key: "SECRET_KEY", help: "secret for signed tokens; required when DEBUG=0 (alias DJANGO_SECRET_KEY)", secret: true},
 	{key: "EVENT_LOOPS", help: "gnet event loops (default: number of CPUs)"},
 	{key: "MAX_MESSAGE_SIZE", help: "largest incoming message, e.g. 1MiB (default 1MiB)"},
-	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013 (default 1MiB)"},
+	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013 (default 2MiB, raised to fit the largest frame the server sends for one request)"},
 	{key: "MAX_CONNECTIONS", help: "open sockets cap (default 100000)"},
 	{key: "MESSAGE_RATE", help: "messages one socket may send per second; over it: rate_limited, message dropped (default 1000; 0: no cap)"},
 	{key: "MESSAGE_BURST", help: "burst allowed above MESSAGE_RATE (default 2000)"},
+	{key: "BYTE_RATE", help: "payload bytes one socket may send per second; over it: rate_limited, message dropped (default 1MiB; 0: no cap)"},
+	{key: "BYTE_BURST", help: "burst allowed above BYTE_RATE, at least MAX_MESSAGE_SIZE (default 2MiB, or twice MAX_MESSAGE_SIZE)"},
+	{key: "PRESENCE_MAX_MEMBERS", help: "members listed in one presence answer; beyond: \"truncated\":true (default 1000)"},
+	{key: "FRAME_TIMEOUT", help: "a frame, and a fragmented message, must arrive whole within it, else close 1008 (default 10s)"},
 	{key: "HELLO_TIMEOUT", help: "time to send hello on a session socket (default 30s)"},
 	{key: "PING_INTERVAL", help: "idle time before the server pings (default 20s)"},
 	{key: "PONG_TIMEOUT", help: "time a pinged socket has to answer (default 30s)"},
@@ -184,7 +188,11 @@ func loadConfig(e env) (config, error) {
 	keep(err)
 	ec.MaxMessageSize, err = e.size(ec.MaxMessageSize, 125, 64<<20, "MAX_MESSAGE_SIZE")
 	keep(err)
-	ec.OutboundCap, err = e.size(ec.OutboundCap, 4096, 256<<20, "OUTBOUND_QUEUE_CAP")
+	ec.PresenceMaxMembers, err = e.integer(ec.PresenceMaxMembers, 1, edge.MaxPresenceMembers, "PRESENCE_MAX_MEMBERS")
+	keep(err)
+	// Unset, the cap is raised to the floor; set below it, it is an error
+	// (Validate): a client must be able to receive what it may ask for.
+	ec.OutboundCap, err = e.size(max(ec.OutboundCap, ec.MinOutboundCap()), 4096, 256<<20, "OUTBOUND_QUEUE_CAP")
 	keep(err)
 	ec.MaxConnections, err = e.integer(ec.MaxConnections, 1, 10_000_000, "MAX_CONNECTIONS")
 	keep(err)
@@ -192,12 +200,17 @@ func loadConfig(e env) (config, error) {
 	keep(err)
 	ec.MessageBurst, err = e.integer(ec.MessageBurst, 1, 10_000_000, "MESSAGE_BURST")
 	keep(err)
+	ec.ByteRate, err = e.size(ec.ByteRate, 0, 1<<30, "BYTE_RATE")
+	keep(err)
+	ec.ByteBurst, err = e.size(max(ec.ByteBurst, 2*ec.MaxMessageSize), 125, 1<<30, "BYTE_BURST")
+	keep(err)
 	dur := func(dst *time.Duration, lo, hi time.Duration, key string) {
 		v, err := e.duration(*dst, lo, hi, key)
 		keep(err)
 		*dst = v
 	}
 	dur(&ec.HelloTimeout, 100*time.Millisecond, time.Hour, "HELLO_TIMEOUT")
+	dur(&ec.FrameTimeout, 100*time.Millisecond, time.Hour, "FRAME_TIMEOUT")
 	dur(&ec.PingInterval, 100*time.Millisecond, time.Hour, "PING_INTERVAL")
 	dur(&ec.PongTimeout, 100*time.Millisecond, time.Hour, "PONG_TIMEOUT")
 	dur(&ec.WriteTimeout, 100*time.Millisecond, time.Hour, "WRITE_TIMEOUT")
@@ -207,7 +220,7 @@ func loadConfig(e env) (config, error) {
 	dur(&ec.DrainSpread, 0, time.Hour, "DRAIN_SPREAD")
 	dur(&ec.ReconnectJitter, 0, time.Hour, "RECONNECT_JITTER")
 	// Short timeouts need a finer sweep, or deadlines would be a second late.
-	ec.SweepInterval = min(time.Second, ec.HelloTimeout/4, ec.PingInterval/4, ec.PongTimeout/4, ec.HandshakeTimeout/4)
+	ec.SweepInterval = min(time.Second, ec.HelloTimeout/4, ec.PingInterval/4, ec.PongTimeout/4, ec.HandshakeTimeout/4, ec.FrameTimeout/4)
 	ec.CloseTimeout = min(5*time.Second, ec.WriteTimeout)
 
 	switch strings.ToLower(e.str("info", "LOG_LEVEL")) {
