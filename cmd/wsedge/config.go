@@ -83,6 +83,7 @@ var settings = []struct {
 	{key: "REDIS_CONNECT_TIMEOUT", help: "how long start-up waits for Redis before failing (default 30s)"},
 	{key: "REDIS_PING_INTERVAL", help: "idle Redis connections are pinged (and TCP keep-alive probes sent) this often (default 30s)"},
 	{key: "REDIS_PUBLISH_BACKLOG", help: "broadcasts queued for Redis before Publish refuses them (default 10000)"},
+	{key: "REDIS_PUBLISH_BACKLOG_BYTES", help: "bytes of broadcasts queued or being sent to Redis before Publish refuses them (default 64MiB)"},
 	{key: "REDIS_PUBSUB_SHARDS", help: "Redis Cluster only: channel groups, one SSUBSCRIBE connection each (default 8)"},
 	{key: "REDIS_PRESENCE_TTL", help: "an instance's presence outlives its last heartbeat by this; heartbeat every TTL/3 (default 15s)"},
 	{key: "REDIS_PRESENCE_MAX_PENDING", help: "presence changes waiting for Redis before falling back to a full re-sync (default 100000)"},
@@ -247,6 +248,10 @@ func loadConfig(e env) (config, error) {
 	}
 	c.Redis, err = loadRedisConfig(e)
 	keep(err)
+	if err == nil && c.Redis.PublishBacklogSize < ec.MaxMessageSize+4096 {
+		errs = append(errs, fmt.Errorf("REDIS_PUBLISH_BACKLOG_BYTES=%d cannot hold one broadcast of MAX_MESSAGE_SIZE (%d bytes)",
+			c.Redis.PublishBacklogSize, ec.MaxMessageSize))
+	}
 	c.Chat, err = loadChatConfig(e, c.SecretKey)
 	keep(err)
 	return c, errors.Join(errs...)
