@@ -52,8 +52,11 @@ func (ls *loopState) sweep() {
 				c.msgAt != 0 && now-c.msgAt > int64(cfg.FrameTimeout):
 				// A frame or fragmented message that does not complete in
 				// time pins its buffered bytes; trickled bytes do not help.
+				// The peer's close frame could only come after the
+				// unfinished one, so the connection ends with ours.
 				s.metrics.rejected.WithLabelValues("frame_timeout").Inc()
 				c.closeWS(wsframe.ClosePolicyViolation, "frame timeout", false)
+				drop = append(drop, c)
 			case c.pingOut && now-c.pingAt > int64(cfg.PongTimeout):
 				c.closeCode = 1006
 				drop = append(drop, c)

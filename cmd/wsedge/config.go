@@ -248,6 +248,10 @@ func loadConfig(e env) (config, error) {
 	}
 	c.Redis, err = loadRedisConfig(e)
 	keep(err)
+	if v, _, set := e.first("REDIS_PUBLISH_BACKLOG_BYTES"); !set || strings.TrimSpace(v) == "" {
+		// Unset, it holds at least a few of the largest broadcasts.
+		c.Redis.PublishBacklogSize = max(c.Redis.PublishBacklogSize, 4*(ec.MaxMessageSize+4096))
+	}
 	if err == nil && c.Redis.PublishBacklogSize < ec.MaxMessageSize+4096 {
 		errs = append(errs, fmt.Errorf("REDIS_PUBLISH_BACKLOG_BYTES=%d cannot hold one broadcast of MAX_MESSAGE_SIZE (%d bytes)",
 			c.Redis.PublishBacklogSize, ec.MaxMessageSize))
