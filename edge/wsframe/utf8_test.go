@@ -1,6 +1,7 @@
 package wsframe
 
 import (
+	"bytes"
 	"testing"
 	"unicode/utf8"
 
@@ -113,4 +114,52 @@ func TestValidPrefixAgreesWithUTF8(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzAssemblerUTF8 cuts text into fragments at fuzzed points: the streaming
+// check must accept exactly the messages utf8.Valid accepts, wherever the cuts
+// fall (inside characters included).
+func FuzzAssemblerUTF8(f *testing.F) {
+	f.Add([]byte("héllo wörld €😀"), []byte{1, 2, 3})
+	f.Add([]byte("a\xed\xa0\x80b"), []byte{2})
+	f.Add([]byte("\xf4\x90\x80\x80"), []byte{1, 1, 1})
+	f.Add([]byte("ok\xc0"), []byte{})
+	f.Fuzz(func(t *testing.T, msg, cuts []byte) {
+		if len(msg) > 4096 || len(cuts) > 64 {
+			return
+		}
+		var bounds []int
+		at := 0
+		for _, c := range cuts {
+			at += int(c % 8)
+			if at > len(msg) {
+				break
+			}
+			bounds = append(bounds, at)
+		}
+		var a Assembler
+		prev := 0
+		bounds = append(bounds, len(msg))
+		for i, end := range bounds {
+			op := ws.OpContinuation
+			if i == 0 {
+				op = ws.OpText
+			}
+			fin := i == len(bounds)-1
+			_, got, done, err := a.Push(parsed(t, fin, op, msg[prev:end]), 1<<20)
+			if err != nil {
+				if utf8.Valid(msg) {
+					t.Fatalf("valid text %q refused at fragment %d of %v: %v", msg, i, bounds, err)
+				}
+				return
+			}
+			if done && !bytes.Equal(got, msg) {
+				t.Fatalf("assembled %q, want %q", got, msg)
+			}
+			prev = end
+		}
+		if !utf8.Valid(msg) {
+			t.Fatalf("invalid text %q accepted with cuts %v", msg, bounds)
+		}
+	})
 }
