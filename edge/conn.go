@@ -50,6 +50,7 @@ type conn struct {
 	busy      bool // an HTTP API request is in flight; pipelined ones wait
 	closeTCP  bool // close the TCP connection when the current callback ends
 	continued bool // "100 Continue" sent for the request being read
+	paused    bool // HTTP answers over OutboundCap: no request is read until they drain
 
 	idx  int32 // position in ls.conns
 	sidx int32 // position in ls.sessions[session]
