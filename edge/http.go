@@ -3,11 +3,11 @@ package edge
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -257,6 +257,11 @@ func (s *Server) replyError(c *conn, route string, status int, code, msg string,
 	s.reply(c, route, status, wire.HTTPError(code, msg), closeConn)
 }
 
+// APIHandler serves one /api/* request off the event loop. ctx ends when the
+// edge stops waiting for the answer (APITimeout): the handler must return
+// soon after, because it holds one of APIConcurrency slots until it does.
+type APIHandler func(ctx context.Context, rc *fasthttp.RequestCtx)
+
 // serveAPI runs the API handler off the loop on a bounded pool; the answer
 // comes back through the loop's mailbox. Pipelined requests wait (c.busy).
 func (s *Server) serveAPI(c *conn, raw []byte) {
@@ -317,6 +322,11 @@ func (s *Server) runAPI(raw []byte, remote net.Addr) (out []byte, closeConn bool
 	}
 	closeConn = req.Header.ConnectionClose()
 	ctx.Init(&req, remote, nil)
+	// One deadline for the answer and the handler's work: when the client
+	// is told "timed out", the handler's model or database call is
+	// cancelled too, and its slot comes back.
+	hctx, cancel := context.WithTimeout(context.Background(), s.cfg.APITimeout)
+	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		// The slot is held until the handler returns, even after a
@@ -332,14 +342,12 @@ func (s *Server) runAPI(raw []byte, remote net.Addr) (out []byte, closeConn bool
 				ctx.Response.SetBodyString(`{"error":"internal","message":"internal error"}`)
 			}
 		}()
-		s.api(&ctx)
+		s.api(hctx, &ctx)
 	}()
-	timer := time.NewTimer(s.cfg.APITimeout)
-	defer timer.Stop()
 	select {
 	case <-done:
-	case <-timer.C:
-		// The handler goes on in the background; the client is answered now.
+	case <-hctx.Done():
+		// The client is answered now; the handler sees hctx end.
 		return apiError(fasthttp.StatusServiceUnavailable, "unavailable", "request timed out"), true, fasthttp.StatusServiceUnavailable
 	}
 	if closeConn {

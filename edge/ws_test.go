@@ -408,7 +408,7 @@ func TestMessageRateLimit(t *testing.T) {
 // pipelined behind a slow one are answered in order.
 func TestAPIRequests(t *testing.T) {
 	t.Parallel()
-	ts := startServerWith(t, nil, Deps{API: func(ctx *fasthttp.RequestCtx) {
+	ts := startServerWith(t, nil, Deps{API: func(_ context.Context, ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/api/slow" {
 			time.Sleep(200 * time.Millisecond)
 		}
