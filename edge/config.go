@@ -52,7 +52,8 @@ type Config struct {
 	MaxConnections int
 	// MaxHeaderBytes caps an HTTP request head; over it: 431.
 	MaxHeaderBytes int
-	// MaxBodyBytes caps an HTTP request body; over it: 413.
+	// MaxBodyBytes caps an HTTP request body; over it: 413. Only the API
+	// takes bodies, so main sets it from CHAT_API_MAX_BODY.
 	MaxBodyBytes int
 
 	// HelloTimeout: a session socket that sends no hello in time is closed 4001.
@@ -84,7 +85,8 @@ type Config struct {
 	PresenceConcurrency int
 	// APIConcurrency caps HTTP API requests in flight; over it: 503.
 	APIConcurrency int
-	// APITimeout bounds one HTTP API request.
+	// APITimeout bounds one HTTP API request: the client is answered 503
+	// and the handler's context ends (CHAT_API_TIMEOUT).
 	APITimeout time.Duration
 
 	// DrainTimeout bounds graceful shutdown.
@@ -122,7 +124,7 @@ func Defaults() Config {
 		PresenceTimeout:     2 * time.Second,
 		PresenceConcurrency: 512,
 		APIConcurrency:      256,
-		APITimeout:          30 * time.Second,
+		APITimeout:          2 * time.Minute,
 		DrainTimeout:        30 * time.Second,
 		DrainSpread:         5 * time.Second,
 		ReconnectJitter:     5 * time.Second,

@@ -51,6 +51,7 @@ type conn struct {
 	closeTCP  bool // close the TCP connection when the current callback ends
 	continued bool // "100 Continue" sent for the request being read
 	dropMsg   bool // a frame of the message being assembled was over budget
+	paused    bool // HTTP answers over OutboundCap: no request is read until they drain
 
 	idx  int32 // position in ls.conns
 	sidx int32 // position in ls.sessions[session]

@@ -314,3 +314,10 @@ func TestProtocolDetails(t *testing.T) {
 		c.expectClose(1007)
 	})
 }
+
+// smallAnswers lowers the largest answer (message size, presence members)
+// so that a test can use an outbound cap far below the default floor.
+func smallAnswers(c *Config) {
+	c.MaxMessageSize = 16 << 10
+	c.PresenceMaxMembers = 10
+}

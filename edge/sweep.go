@@ -36,7 +36,16 @@ func (ls *loopState) sweep() {
 		switch c.state {
 		case stHTTP:
 			switch {
+			case ls.writeStalled(c, now):
+				s.metrics.slowConsumers.WithLabelValues("write_timeout").Inc()
+				drop = append(drop, c)
 			case c.busy:
+			case c.paused:
+				// Nothing else tells the loop that the client has read
+				// its answers: resume reading its requests from here.
+				if c.gc.OutboundBuffered() <= cfg.OutboundCap {
+					_ = c.gc.Wake(nil)
+				}
 			case c.reqStart != 0 && now-c.reqStart > int64(cfg.HandshakeTimeout):
 				s.metrics.rejected.WithLabelValues("handshake_timeout").Inc()
 				drop = append(drop, c)

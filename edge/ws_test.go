@@ -135,8 +135,7 @@ func TestSlowConsumerClosed(t *testing.T) {
 	// Not parallel: it moves 12 MB in lockstep and wants the CPU to itself.
 	ts := startServer(t, func(c *Config) {
 		c.OutboundCap = 64 << 10
-		c.MaxMessageSize = 16 << 10 // so that 64 KiB is above the cap's floor
-		c.PresenceMaxMembers = 10
+		smallAnswers(c)
 		c.CloseTimeout = 500 * time.Millisecond
 		c.MessageRate = 0 // the sender sends 3,000 messages as fast as it can
 		c.ByteRate = 0
@@ -411,7 +410,7 @@ func TestMessageRateLimit(t *testing.T) {
 // pipelined behind a slow one are answered in order.
 func TestAPIRequests(t *testing.T) {
 	t.Parallel()
-	ts := startServerWith(t, nil, Deps{API: func(ctx *fasthttp.RequestCtx) {
+	ts := startServerWith(t, nil, Deps{API: func(_ context.Context, ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/api/slow" {
 			time.Sleep(200 * time.Millisecond)
 		}

@@ -107,8 +107,8 @@ var settings = []struct {
 	{key: "CHAT_HISTORY_MESSAGES", help: "history messages sent to the model (docs/CHAT.md)"},
 	{key: "CHAT_HISTORY_CHARS", help: "history characters sent to the model (docs/CHAT.md)"},
 	{key: "CHAT_SYSTEM_PROMPT", help: "system prompt for chat turns (docs/CHAT.md)"},
-	{key: "CHAT_API_MAX_BODY", help: "HTTP API body cap (docs/CHAT.md)"},
-	{key: "CHAT_API_TIMEOUT", help: "HTTP API call bound (docs/CHAT.md)"},
+	{key: "CHAT_API_MAX_BODY", help: "HTTP request body cap, e.g. 256KiB; larger: 413 (default 64KiB)"},
+	{key: "CHAT_API_TIMEOUT", help: "HTTP API request bound: 503 and the handler's work is cancelled (default 2m)"},
 	{key: "LOCAL_MODEL_DELAY", help: "pause between the local demo model's words (docs/CHAT.md)"},
 }
 
@@ -153,6 +153,13 @@ func parseFlags(args []string, lookup env) (env, error) {
 		}
 		return lookup(k)
 	}, nil
+}
+
+// warnings logs what is allowed but probably a mistake in production.
+func (c config) warnings(log *slog.Logger) {
+	if !c.Edge.Debug && c.Edge.AuthAPIKey == "" {
+		log.Warn("AUTH_API_KEY is not set: /api/* and /ws/chat/ accept requests without an API key (DEBUG=0)")
+	}
 }
 
 // loadConfig parses and validates everything, reporting all problems at once.
@@ -220,6 +227,9 @@ func loadConfig(e env) (config, error) {
 	dur(&ec.DrainTimeout, 100*time.Millisecond, time.Hour, "DRAIN_TIMEOUT")
 	dur(&ec.DrainSpread, 0, time.Hour, "DRAIN_SPREAD")
 	dur(&ec.ReconnectJitter, 0, time.Hour, "RECONNECT_JITTER")
+	// The edge answers /api/* and enforces its deadline and body cap: the
+	// chat API's settings are the edge's.
+	dur(&ec.APITimeout, time.Second, time.Hour, "CHAT_API_TIMEOUT")
 	// Short timeouts need a finer sweep, or deadlines would be a second late.
 	ec.SweepInterval = min(time.Second, ec.HelloTimeout/4, ec.PingInterval/4, ec.PongTimeout/4, ec.HandshakeTimeout/4, ec.FrameTimeout/4)
 	ec.CloseTimeout = min(5*time.Second, ec.WriteTimeout)
@@ -243,9 +253,6 @@ func loadConfig(e env) (config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: want text or json", f))
 	}
-	if err := ec.Validate(); err != nil {
-		errs = append(errs, err)
-	}
 	c.Redis, err = loadRedisConfig(e)
 	keep(err)
 	if v, _, set := e.first("REDIS_PUBLISH_BACKLOG_BYTES"); !set || strings.TrimSpace(v) == "" {
@@ -258,5 +265,9 @@ func loadConfig(e env) (config, error) {
 	}
 	c.Chat, err = loadChatConfig(e, c.SecretKey)
 	keep(err)
+	ec.MaxBodyBytes = c.Chat.API.MaxBody
+	if err := ec.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return c, errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"log/slog"
@@ -117,6 +118,13 @@ func TestConfigValues(t *testing.T) {
 		{"DEBUG false", cfgProd("DEBUG", "false"), func(c config) bool { return !c.Edge.Debug }},
 		{"DEBUG empty is the default", cfgProd("DEBUG", ""), func(c config) bool { return !c.Edge.Debug }},
 		{"debug keeps a placeholder secret", map[string]string{"DEBUG": "1", "SECRET_KEY": "changeme"}, func(c config) bool { return c.SecretKey == "changeme" }},
+		// The edge answers /api/*: the chat API's settings must reach it.
+		{"CHAT_API_TIMEOUT reaches the edge", cfgProd("CHAT_API_TIMEOUT", "45s"), func(c config) bool { return c.Edge.APITimeout == 45*time.Second }},
+		{"CHAT_API_TIMEOUT default", cfgProd(), func(c config) bool { return c.Edge.APITimeout == 2*time.Minute }},
+		{"CHAT_API_MAX_BODY reaches the edge", cfgProd("CHAT_API_MAX_BODY", "256KiB"), func(c config) bool {
+			return c.Edge.MaxBodyBytes == 256<<10 && c.Chat.API.MaxBody == 256<<10
+		}},
+		{"CHAT_API_MAX_BODY default", cfgProd(), func(c config) bool { return c.Edge.MaxBodyBytes == 64<<10 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if c := cfgLoad(t, tc.env); !tc.check(c) {
@@ -537,5 +545,27 @@ func TestIsPlaceholderSecret(t *testing.T) {
 		if got := isPlaceholderSecret(tc.secret); got != tc.want {
 			t.Errorf("isPlaceholderSecret(%q) = %v, want %v", tc.secret, got, tc.want)
 		}
+	}
+}
+
+// DEBUG=0 without AUTH_API_KEY starts, with a warning that the API is open.
+func TestConfigWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want bool
+	}{
+		{"production without API key", cfgProd(), true},
+		{"production with API key", cfgProd("AUTH_API_KEY", "k"), false},
+		{"debug without API key", map[string]string{"DEBUG": "1"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			cfgLoad(t, tc.env).warnings(slog.New(slog.NewTextHandler(&buf, nil)))
+			got := strings.Contains(buf.String(), "level=WARN") && strings.Contains(buf.String(), "AUTH_API_KEY")
+			if got != tc.want {
+				t.Fatalf("warning logged: %v, want %v: %q", got, tc.want, buf.String())
+			}
+		})
 	}
 }

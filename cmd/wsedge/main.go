@@ -43,6 +43,7 @@ func run(args []string, lookup env) error {
 		handler = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
 	}
 	log := slog.New(handler).With("instance_id", cfg.Edge.InstanceID)
+	cfg.warnings(log)
 
 	// gnet loops block in epoll_wait as ordinary syscalls and keep their P
 	// until sysmon retakes it, which can take up to 10 ms when the process is

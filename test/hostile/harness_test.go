@@ -451,3 +451,19 @@ func (s *server) httpExchange(t testing.TB, req string) (status string, all stri
 	status, _, _ = strings.Cut(all, "\r\n")
 	return status, all
 }
+
+// statusLine writes req on a new connection and returns the first response's
+// status line, without waiting for the connection to end (a 101 keeps it).
+func (s *server) statusLine(t testing.TB, req string) string {
+	t.Helper()
+	c := s.rawConn(t)
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no status line: %v", err)
+	}
+	return strings.TrimRight(line, "\r\n")
+}
