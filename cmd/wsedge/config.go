@@ -61,7 +61,7 @@ var settings = []struct {
 	{key: "MAX_MESSAGE_SIZE", help: "largest incoming message, e.g. 1MiB (default 1MiB)"},
 	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013 (default 2MiB, raised to fit the largest frame the server sends for one request)"},
 	{key: "MAX_CONNECTIONS", help: "open sockets cap (default 100000)"},
-	{key: "MESSAGE_RATE", help: "messages one socket may send per second; over it: rate_limited, message dropped (default 1000; 0: no cap)"},
+	{key: "MESSAGE_RATE", help: "frames (data, continuation, ping, pong) one socket may send per second; over it: rate_limited, message dropped (default 1000; 0: no cap)"},
 	{key: "MESSAGE_BURST", help: "burst allowed above MESSAGE_RATE (default 2000)"},
 	{key: "BYTE_RATE", help: "payload bytes one socket may send per second; over it: rate_limited, message dropped (default 1MiB; 0: no cap)"},
 	{key: "BYTE_BURST", help: "burst allowed above BYTE_RATE, at least MAX_MESSAGE_SIZE (default 2MiB, or twice MAX_MESSAGE_SIZE)"},
