@@ -39,7 +39,7 @@ staticcheck:
 FUZZTIME ?= 30s
 fuzz:
 	@set -e; for t in \
-		./edge/wsframe:FuzzParse \
+		./edge/wsframe:FuzzParse ./edge/wsframe:FuzzAssemblerUTF8 \
 		./edge:FuzzDecodeSessionMessage ./edge:FuzzHTTPHead \
 		./edge/presence:FuzzDecodeMember ./edge/presence:FuzzAppendMembersJSON \
 		./edge/broker:FuzzDecodeEnvelope \

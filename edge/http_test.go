@@ -332,7 +332,7 @@ func bigAPI(size int) APIHandler {
 // Clients on the same loop keep being served.
 func TestHTTPPipeliningWithoutReading(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, func(c *Config) { c.EventLoops = 1; c.OutboundCap = 64 << 10 })
+	ts := startServer(t, func(c *Config) { c.EventLoops = 1; c.OutboundCap = 64 << 10; smallAnswers(c) })
 	by := newBystander(t, ts)
 	conn, err := net.Dial("tcp", ts.addr)
 	if err != nil {
@@ -394,7 +394,7 @@ wait:
 func TestHTTPPipelinedAnswersResume(t *testing.T) {
 	t.Parallel()
 	const size = 256 << 10
-	ts := startServerWith(t, func(c *Config) { c.EventLoops = 1; c.OutboundCap = 64 << 10 }, Deps{API: bigAPI(size)})
+	ts := startServerWith(t, func(c *Config) { c.EventLoops = 1; c.OutboundCap = 64 << 10; smallAnswers(c) }, Deps{API: bigAPI(size)})
 	by := newBystander(t, ts)
 	c := ts.raw(t)
 	c.smallWindow()

@@ -305,8 +305,70 @@ func TestConfigSizes(t *testing.T) {
 			}
 		})
 	}
-	if c := cfgLoad(t, cfgProd("OUTBOUND_QUEUE_CAP", "4KiB")); c.Edge.OutboundCap != 4096 {
-		t.Fatalf("OUTBOUND_QUEUE_CAP=4KiB gave %d", c.Edge.OutboundCap)
+	small := cfgProd("OUTBOUND_QUEUE_CAP", "8KiB", "MAX_MESSAGE_SIZE", "1KiB", "PRESENCE_MAX_MEMBERS", "2")
+	if c := cfgLoad(t, small); c.Edge.OutboundCap != 8192 {
+		t.Fatalf("OUTBOUND_QUEUE_CAP=8KiB gave %d", c.Edge.OutboundCap)
+	}
+}
+
+// The outbound cap must hold the largest frame the server sends for one
+// request: unset, it is raised to that floor; set below it, start-up fails
+// with the floor in the message.
+func TestConfigOutboundCapFloor(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		want    int // 0: an error is expected
+		wantErr string
+	}{
+		{name: "default holds a max-size echo and a full presence answer", env: cfgProd(), want: 2 << 20},
+		{name: "raised for a larger message size", env: cfgProd("MAX_MESSAGE_SIZE", "4MiB"), want: 4<<20 + 1024 + 4096},
+		{name: "raised for a larger presence answer", env: cfgProd("PRESENCE_MAX_MEMBERS", "5000"), want: 512 + 5000*1440 + 4096},
+		{name: "explicit cap below an echo", env: cfgProd("OUTBOUND_QUEUE_CAP", "1MiB"), wantErr: "outbound cap 1048576 is below 1444608"},
+		{name: "explicit cap below a presence answer", env: cfgProd("OUTBOUND_QUEUE_CAP", "64KiB", "MAX_MESSAGE_SIZE", "16KiB"),
+			wantErr: "outbound cap 65536 is below"},
+		{name: "explicit cap at the floor", env: cfgProd("OUTBOUND_QUEUE_CAP", "1444608"), want: 1444608},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.wantErr != "" {
+				if msg := cfgLoadErr(t, tc.env); !strings.Contains(msg, tc.wantErr) {
+					t.Fatalf("error %q does not mention %q", msg, tc.wantErr)
+				}
+				return
+			}
+			c := cfgLoad(t, tc.env)
+			if c.Edge.OutboundCap != tc.want {
+				t.Fatalf("outbound cap %d, want %d", c.Edge.OutboundCap, tc.want)
+			}
+			if c.Edge.OutboundCap < c.Edge.MinOutboundCap() {
+				t.Fatalf("cap %d below its floor %d", c.Edge.OutboundCap, c.Edge.MinOutboundCap())
+			}
+		})
+	}
+}
+
+// The hardening settings reach edge.Config and are checked.
+func TestConfigHardeningSettings(t *testing.T) {
+	c := cfgLoad(t, cfgProd("FRAME_TIMEOUT", "3s", "BYTE_RATE", "64KiB", "BYTE_BURST", "2MiB", "PRESENCE_MAX_MEMBERS", "50"))
+	if c.Edge.FrameTimeout != 3*time.Second || c.Edge.ByteRate != 64<<10 || c.Edge.ByteBurst != 2<<20 || c.Edge.PresenceMaxMembers != 50 {
+		t.Fatalf("got frame timeout %v, byte rate %d, burst %d, presence max %d",
+			c.Edge.FrameTimeout, c.Edge.ByteRate, c.Edge.ByteBurst, c.Edge.PresenceMaxMembers)
+	}
+	if d := cfgLoad(t, cfgProd()).Edge; d.FrameTimeout != 10*time.Second || d.FrameTimeout >= d.PongTimeout {
+		t.Fatalf("default frame timeout %v, pong timeout %v", d.FrameTimeout, d.PongTimeout)
+	}
+	if c := cfgLoad(t, cfgProd("MAX_MESSAGE_SIZE", "8MiB")); c.Edge.ByteBurst != 16<<20 {
+		t.Fatalf("byte burst %d for an 8 MiB message size, want twice it", c.Edge.ByteBurst)
+	}
+	if c := cfgLoad(t, cfgProd("BYTE_RATE", "0")); c.Edge.ByteRate != 0 {
+		t.Fatalf("BYTE_RATE=0 gave %d", c.Edge.ByteRate)
+	}
+	for _, env := range []map[string]string{
+		cfgProd("BYTE_BURST", "1KiB"), // below MAX_MESSAGE_SIZE
+		cfgProd("PRESENCE_MAX_MEMBERS", "0"),
+		cfgProd("FRAME_TIMEOUT", "0s"),
+	} {
+		cfgLoadErr(t, env)
 	}
 }
 
