@@ -187,9 +187,13 @@ func scanHead(buf []byte) (headScan, error) {
 		case len(l) == 0:
 			h.len = start
 			return h, nil
-		case line > 0 && (l[0] == ' ' || l[0] == '\t'):
+		case line == 0:
+			if !validRequestLine(l) {
+				return h, errRequestLine
+			}
+		case l[0] == ' ' || l[0] == '\t':
 			return h, errFolded
-		case line > 0:
+		default:
 			if name, _, ok := bytes.Cut(l, []byte{':'}); ok {
 				switch {
 				case bytes.EqualFold(name, []byte(fasthttp.HeaderHost)):
@@ -207,7 +211,28 @@ var (
 	errBareLF = errors.New("request head lines must end with CRLF (bare LF)")
 	errBareCR = errors.New("request head contains a bare CR")
 	errFolded = errors.New("obsolete line folding in request head")
+
+	errRequestLine = errors.New("the request line must be: method, one space, target, one space, version")
 )
+
+// validRequestLine checks the request line's shape (RFC 9112 §3): exactly
+// two single spaces and no control characters. fasthttp takes the target up
+// to the last space, so "GET /a b HTTP/1.1" would reach routing as "/a b".
+func validRequestLine(l []byte) bool {
+	spaces := 0
+	for i, ch := range l {
+		switch {
+		case ch == ' ':
+			if i == 0 || l[i-1] == ' ' {
+				return false
+			}
+			spaces++
+		case ch < 0x21 || ch == 0x7f:
+			return false
+		}
+	}
+	return spaces == 2 && l[len(l)-1] != ' '
+}
 
 // route answers one complete request. raw is the request (head and body) and
 // is only valid during the call.

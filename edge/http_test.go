@@ -177,6 +177,9 @@ func TestHTTPHeadFraming(t *testing.T) {
 		{"chunked after Content-Length", "POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411, true, 0},
 		{"two Content-Length", "POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ncontent-length: 4\r\n\r\nabcd", 400, true, 0},
 		{"space before colon", get + "Host: x\r\nX-A : 1\r\n\r\n", 400, true, 0},
+		{"space in the target", "GET /health/ x HTTP/1.1\r\nHost: x\r\n\r\n", 400, true, 0},
+		{"two spaces after the method", "GET  /health/ HTTP/1.1\r\nHost: x\r\n\r\n", 400, true, 0},
+		{"tab in the request line", "GET\t/health/ HTTP/1.1\r\nHost: x\r\n\r\n", 400, true, 0},
 		// Accepted forms.
 		{"HTTP/1.0 without Host", "GET /health/ HTTP/1.0\r\n\r\n", 200, true, 0},
 		{"empty line before the request line", "\r\n" + get + "Host: x\r\n\r\n" + get + "Host: x\r\n\r\n", 200, false, 1},
