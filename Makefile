@@ -51,8 +51,8 @@ staticcheck:
 FUZZTIME ?= 30s
 fuzz:
 	@set -e; for t in \
-		./edge/wsframe:FuzzParse \
-		./edge:FuzzDecodeSessionMessage \
+		./edge/wsframe:FuzzParse ./edge/wsframe:FuzzAssemblerUTF8 \
+		./edge:FuzzDecodeSessionMessage ./edge:FuzzHTTPHead \
 		./edge/presence:FuzzDecodeMember ./edge/presence:FuzzAppendMembersJSON \
 		./edge/broker:FuzzDecodeEnvelope \
 		./chat:FuzzOnText ./chat:FuzzConversation ./chat/api:FuzzCSRFToken; do \
