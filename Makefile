@@ -8,9 +8,10 @@ TIMEOUT ?= 20m
 .PHONY: run build test deps lint vet fmt-check staticcheck fuzz bench clean
 
 ## run: the server on :8000 with embedded defaults (in-memory broker, presence
-## and history, local demo model). DEBUG=1 skips the Origin check for local use.
+## and history, local demo model). DEBUG=1 skips the Origin check for local use;
+## CONSOLE=1 serves the browser console at http://127.0.0.1:8000/console/.
 run:
-	DEBUG=$${DEBUG:-1} LOG_FORMAT=$${LOG_FORMAT:-text} $(GO) run ./cmd/wsedge
+	DEBUG=$${DEBUG:-1} CONSOLE=$${CONSOLE:-1} LOG_FORMAT=$${LOG_FORMAT:-text} $(GO) run ./cmd/wsedge
 
 build:
 	mkdir -p bin

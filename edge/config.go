@@ -26,6 +26,9 @@ type Config struct {
 	Debug bool
 	// AllowedHosts holds Django ALLOWED_HOSTS patterns for the Origin check.
 	AllowedHosts []string
+	// Console serves the built-in browser console at /console/ (docs/PROTOCOL.md
+	// §Console). Off by default: it is a debugging aid, not an API.
+	Console bool
 	// AuthAPIKey, when set, guards the /ws/chat/ upgrade.
 	AuthAPIKey string
 

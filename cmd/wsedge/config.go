@@ -57,6 +57,7 @@ var settings = []struct {
 	{key: "DEBUG", help: "1 skips the Origin check and allows a placeholder SECRET_KEY (alias DJANGO_DEBUG; default 0)"},
 	{key: "ALLOWED_HOSTS", help: "comma-separated Django-style host patterns for the Origin check (alias DJANGO_ALLOWED_HOSTS)"},
 	{key: "SECRET_KEY", help: "secret for signed tokens; required when DEBUG=0 (alias DJANGO_SECRET_KEY)", secret: true},
+	{key: "CONSOLE", help: "1 serves the built-in browser console at /console/ on ADDR (default 0; 1 under make run)"},
 	{key: "EVENT_LOOPS", help: "gnet event loops (default: number of CPUs)"},
 	{key: "MAX_MESSAGE_SIZE", help: "largest incoming message, e.g. 1MiB (default 1MiB)"},
 	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013 (default 1MiB)"},
@@ -179,6 +180,8 @@ func loadConfig(e env) (config, error) {
 	if !ec.Debug && len(ec.AllowedHosts) == 0 {
 		errs = append(errs, errors.New("ALLOWED_HOSTS (or DJANGO_ALLOWED_HOSTS) must list the hosts allowed as WebSocket Origin when DEBUG=0 (\"*\" allows any)"))
 	}
+	ec.Console, err = e.boolean(false, "CONSOLE")
+	keep(err)
 	ec.AuthAPIKey = e.str("", "AUTH_API_KEY")
 	ec.EventLoops, err = e.integer(runtime.NumCPU(), 1, 256, "EVENT_LOOPS")
 	keep(err)

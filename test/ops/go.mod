@@ -1,0 +1,16 @@
+module github.com/wsedge/wsedge/test/ops
+
+go 1.26.8
+
+require github.com/wsedge/wsedge v0.0.0
+
+require (
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/pgx/v5 v5.7.2 // indirect
+	github.com/stretchr/testify v1.12.1 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)
+
+replace github.com/wsedge/wsedge => ../..
