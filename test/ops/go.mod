@@ -2,9 +2,14 @@ module github.com/wsedge/wsedge/test/ops
 
 go 1.26.8
 
-require github.com/wsedge/wsedge v0.0.0
+require (
+	github.com/chromedp/chromedp v0.23.1
+	github.com/wsedge/wsedge v0.0.0
+)
 
 require (
+	github.com/chromedp/cdproto v0.160.1 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/pgx/v5 v5.7.2 // indirect

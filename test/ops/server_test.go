@@ -66,7 +66,11 @@ func wsedgeBinary(t *testing.T) string {
 type server struct {
 	Addr, AdminAddr string
 	log             *lockedBuffer
+	cmd             *exec.Cmd
 }
+
+// Terminate sends SIGTERM: the server drains (reconnect hints, 1001).
+func (s *server) Terminate() { _ = s.cmd.Process.Signal(syscall.SIGTERM) }
 
 func (s *server) HTTP(path string) string { return "http://" + s.Addr + path }
 func (s *server) WS(path string) string   { return "ws://" + s.Addr + path }
@@ -93,6 +97,7 @@ func startServer(t *testing.T, env map[string]string) *server {
 	}
 	sort.Strings(keys)
 	cmd := exec.Command(bin)
+	s.cmd = cmd
 	for _, k := range keys {
 		cmd.Env = append(cmd.Env, k+"="+vars[k])
 	}
