@@ -34,13 +34,13 @@ var (
 )
 
 type example struct {
-	line            int
-	section         string
-	dir, route      string // send|recv, session|chat|http
-	first, refused  bool
-	method, path    string // http only
-	body            string
-	decoded         any
+	line           int
+	section        string
+	dir, route     string // send|recv, session|chat|http
+	first, refused bool
+	method, path   string // http only
+	body           string
+	decoded        any
 }
 
 func (e example) String() string {

@@ -106,4 +106,3 @@ func (c *wsConn) closeCode() ws.StatusCode {
 		}
 	}
 }
-
