@@ -67,7 +67,11 @@ type server struct {
 	Addr, AdminAddr string
 	log             *lockedBuffer
 	cmd             *exec.Cmd
+	exited          chan struct{}
 }
+
+// Wait returns once the process has exited.
+func (s *server) Wait() { <-s.exited }
 
 // Terminate sends SIGTERM: the server drains (reconnect hints, 1001).
 func (s *server) Terminate() { _ = s.cmd.Process.Signal(syscall.SIGTERM) }
@@ -91,6 +95,7 @@ func startServer(t *testing.T, env map[string]string) *server {
 	for k, v := range env {
 		vars[k] = v
 	}
+	s.Addr = vars["ADDR"]
 	keys := make([]string, 0, len(vars))
 	for k := range vars {
 		keys = append(keys, k)
@@ -106,6 +111,7 @@ func startServer(t *testing.T, env map[string]string) *server {
 		t.Fatalf("start wsedge: %v", err)
 	}
 	exited := make(chan struct{})
+	s.exited = exited
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
