@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 TIMEOUT ?= 20m
 
-.PHONY: run build test deps lint vet fmt-check staticcheck fuzz bench clean
+.PHONY: run build test test-ops deps lint vet fmt-check staticcheck fuzz bench clean
 
 ## run: the server on :8000 with embedded defaults (in-memory broker, presence
 ## and history, local demo model). DEBUG=1 skips the Origin check for local use;
@@ -20,6 +20,13 @@ build:
 ## test: lint, then every test (real Redis, PostgreSQL and sockets) under -race.
 test: deps lint
 	$(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
+	$(MAKE) test-ops
+
+## test-ops: test/ops (own module: PromQL parser, chromedp): the dashboard
+## against a running server, the console and browser client in headless
+## Chromium, the docs/PROTOCOL.md examples replayed, the examples/ clients.
+test-ops:
+	cd test/ops && $(GO) vet ./... && $(GO) tool -modfile=../../go.mod staticcheck ./... && $(GO) test -count=1 -timeout $(TIMEOUT) ./...
 
 deps:
 	@bash .ci/deps
