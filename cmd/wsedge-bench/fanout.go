@@ -243,6 +243,7 @@ func runFanCase(ctx context.Context, c *config, t *target, fc fanCase, session s
 		return r
 	}
 	clientBefore, _ := cpuSeconds(os.Getpid())
+	tl := startTimeline("fanout "+fc.name+" deliveries", g.delivered.Load, want)
 	start := time.Now()
 	var sendErr atomic.Value
 	switch {
@@ -291,6 +292,7 @@ func runFanCase(ctx context.Context, c *config, t *target, fc fanCase, session s
 		}
 	}
 	end := g.waitDelivered(want, c.drainTimeout)
+	r.addSeries("deliveries_over_time", tl.stop())
 	after, err := t.sample()
 	clientAfter, _ := cpuSeconds(os.Getpid())
 	g.close()
