@@ -143,7 +143,7 @@ func runIdle(ctx context.Context, c *config, t *target) result {
 	start := time.Now()
 	var ready, failed int
 	rss := plot.Series{X: []float64{0}, Y: []float64{float64(before.rss) / (1 << 20)}}
-	prog := &progress{what: "idle"}
+	prog := &plot.Progress{W: os.Stderr, What: "idle"}
 	for i, off := 0, 0; off < c.idleConns; i++ {
 		n := min(c.idlePerProc, c.idleConns-off)
 		cmd := exec.CommandContext(ctx, self,
@@ -185,9 +185,9 @@ func runIdle(ctx context.Context, c *config, t *target) result {
 			rss.X = append(rss.X, float64(ready))
 			rss.Y = append(rss.Y, float64(smp.rss)/(1<<20))
 		}
-		prog.update("%d/%d connected", ready, c.idleConns)
+		prog.Update("%d/%d connected", ready, c.idleConns)
 	}
-	prog.done()
+	prog.Done()
 	r.addSeries("rss_vs_conns", rss)
 	connectTime := time.Since(start)
 	mid, _ := t.sample()

@@ -3,10 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/wsedge/wsedge/bench/plot"
 )
@@ -97,65 +95,4 @@ func slug(s string) string {
 		}
 		return '-'
 	}, s), "-")
-}
-
-// progress prints a status line on stderr at most once a second during a
-// long phase, overwriting itself, and ends it with done.
-type progress struct {
-	what string
-	last time.Time
-	on   bool
-}
-
-func (p *progress) update(format string, args ...any) {
-	if time.Since(p.last) < time.Second {
-		return
-	}
-	p.last, p.on = time.Now(), true
-	fmt.Fprintf(os.Stderr, "\r   %s: %s\033[K", p.what, fmt.Sprintf(format, args...))
-}
-
-func (p *progress) done() {
-	if p.on {
-		fmt.Fprintln(os.Stderr)
-	}
-}
-
-// timeline samples a counter every 50 ms into a rate-over-time series and
-// reports progress against want.
-type timeline struct {
-	stopc chan struct{}
-	done  chan plot.Series
-}
-
-func startTimeline(what string, count func() int64, want int64) *timeline {
-	tl := &timeline{stopc: make(chan struct{}), done: make(chan plot.Series, 1)}
-	go func() {
-		var s plot.Series
-		p := &progress{what: what}
-		t0 := time.Now()
-		prevT, prevN := t0, count()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tl.stopc:
-				p.done()
-				tl.done <- s
-				return
-			case now := <-tick.C:
-				n := count()
-				s.X = append(s.X, now.Sub(t0).Seconds())
-				s.Y = append(s.Y, float64(n-prevN)/now.Sub(prevT).Seconds())
-				prevT, prevN = now, n
-				p.update("%d/%d (%.0f%%) after %s", n, want, 100*float64(n)/float64(max(want, 1)), now.Sub(t0).Round(time.Second))
-			}
-		}
-	}()
-	return tl
-}
-
-func (tl *timeline) stop() plot.Series {
-	close(tl.stopc)
-	return <-tl.done
 }
