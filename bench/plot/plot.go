@@ -88,7 +88,7 @@ func Save(path string, c Chart) error {
 	if len(lines) == 0 {
 		return fmt.Errorf("plot %s: %w", path, ErrEmpty)
 	}
-	if err := plotutil.AddLinePoints(p, lines...); err != nil {
+	if err := plotutil.AddLines(p, lines...); err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	if err := p.Save(8*vg.Inch, 5*vg.Inch, path); err != nil {
