@@ -104,9 +104,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A left the session when its page navigated to chat: B is alone.
 	err = chromedp.Do(c,
 		chromedp.Click(chromedp.CSS("#presence")),
-		poll("presence table in B", `document.querySelectorAll('#presence-table tbody tr').length >= 1`),
+		poll("presence table in B with B alone", `document.querySelectorAll('#presence-table tbody tr').length === 1`),
 	)
 	if err != nil {
 		t.Fatal(err)

@@ -350,6 +350,13 @@
       if (text) send(text);
     });
     $('log-clear').addEventListener('click', () => $('log').replaceChildren());
+    // Leaving the page closes the socket at once, so that presence does not
+    // keep a member whose page is gone (or parked in the back/forward cache).
+    window.addEventListener('pagehide', () => {
+      wantOpen = false;
+      clearTimeout(retryTimer);
+      if (ws) ws.close(1000, 'page closed');
+    });
     setState('closed');
   });
 })();
