@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,11 +66,20 @@ func tab(t *testing.T, ctx context.Context) context.Context {
 // poll waits until the JavaScript expression is truthy.
 func poll(what, expr string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := chromedp.Poll[any](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))(ctx, tg)
-		if err != nil {
-			return &pollError{what: what, err: err}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, err := chromedp.Poll[any](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(time.Until(deadline)))(ctx, tg)
+			// A navigation that just finished can replace the page's
+			// JavaScript context under the poll: poll again in the new one.
+			if err != nil && strings.Contains(err.Error(), "Cannot find context") && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				return &pollError{what: what, err: err}
+			}
+			return nil
 		}
-		return nil
 	})
 }
 

@@ -57,6 +57,7 @@ func TestExamples(t *testing.T) {
 		}
 		err := chromedp.Do(ctx,
 			chromedp.Navigate(pages.URL+"/index.html?url="+s.WS("/ws/session/ex-browser/")),
+			chromedp.WaitReady(chromedp.CSS("#log")),
 			poll("connected", `document.getElementById('log').textContent.includes('"type":"connected"')`),
 		)
 		if err != nil {
