@@ -30,6 +30,9 @@ type Config struct {
 	// Origin check (native clients send none; browsers always do). A present
 	// but unlisted Origin is still refused.
 	AllowMissingOrigin bool
+	// Console serves the built-in browser console at /console/ (docs/PROTOCOL.md
+	// §Console). Off by default: it is a debugging aid, not an API.
+	Console bool
 	// AuthAPIKey, when set, guards the /ws/chat/ upgrade.
 	AuthAPIKey string
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/wsedge/wsedge/edge/console"
 	"github.com/wsedge/wsedge/internal/wire"
 )
 
@@ -254,6 +255,8 @@ func (s *Server) route(c *conn, raw []byte, headLen int) {
 		s.upgrade(c, raw[:headLen], path)
 	case strings.HasPrefix(path, "/api/"):
 		s.serveAPI(c, raw)
+	case s.console != nil && console.Owns(path):
+		s.serveConsole(c, path)
 	default:
 		s.replyError(c, "other", fasthttp.StatusNotFound, "not_found", "no such route", false)
 	}

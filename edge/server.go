@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsedge/wsedge/edge/broker"
+	"github.com/wsedge/wsedge/edge/console"
 	"github.com/wsedge/wsedge/edge/presence"
 )
 
@@ -42,6 +43,7 @@ type Server struct {
 	broker   broker.Broker
 	openChat OpenChat
 	api      APIHandler
+	console  *console.Files // nil unless Config.Console
 
 	presenceSem  chan struct{}
 	presenceBufs sync.Pool // *[]byte, for presence frames
@@ -68,8 +70,16 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if d.Hub == nil || d.Broker == nil || d.Presence == nil || d.Logger == nil || d.Registry == nil {
 		return nil, errors.New("edge: hub, broker, presence, logger and registry are required")
 	}
+	var files *console.Files
+	if cfg.Console {
+		var err error
+		if files, err = console.Load(); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
 	d.Hub.SetBroker(d.Broker)
 	return &Server{
+		console:     files,
 		cfg:         cfg,
 		log:         d.Logger,
 		metrics:     newMetrics(d.Registry),

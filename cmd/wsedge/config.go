@@ -43,6 +43,7 @@ var settings = []struct {
 	{key: "ALLOWED_HOSTS", help: "comma-separated Django-style host patterns for the Origin check (alias DJANGO_ALLOWED_HOSTS); required when DEBUG=0"},
 	{key: "ALLOW_MISSING_ORIGIN", boolean: true, help: "1 lets WebSocket clients that send no Origin header (native apps, wsedge-cli) through when DEBUG=0 (default 0)"},
 	{key: "SECRET_KEY", help: "secret for signed tokens; required when DEBUG=0: 32+ random characters, no example value (alias DJANGO_SECRET_KEY)", secret: true},
+	{key: "CONSOLE", boolean: true, help: "1 serves the built-in browser console at /console/ on ADDR; make run sets it (default 0)"},
 	{key: "EVENT_LOOPS", help: "gnet event loops (default: number of CPUs)"},
 	{key: "MAX_MESSAGE_SIZE", help: "largest incoming message, e.g. 1MiB (default 1MiB)"},
 	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013; raised to fit the largest frame the server sends for one request (default 2MiB)"},
@@ -255,6 +256,8 @@ func loadConfig(e env) (config, error) {
 	if !ec.Debug && len(ec.AllowedHosts) == 0 {
 		errs = append(errs, errors.New("ALLOWED_HOSTS (or DJANGO_ALLOWED_HOSTS) must list the hosts allowed as WebSocket Origin when DEBUG=0 (\"*\" allows any)"))
 	}
+	ec.Console, err = e.boolean(false, "CONSOLE")
+	keep(err)
 	ec.AuthAPIKey = e.str("", "AUTH_API_KEY")
 	ec.EventLoops, err = e.integer(runtime.NumCPU(), 1, 256, "EVENT_LOOPS")
 	keep(err)
