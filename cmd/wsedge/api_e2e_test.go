@@ -51,17 +51,13 @@ func TestChatAPISettingsReachTheEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + addr + "/health/"); err == nil {
+	testenv.WaitFor(t, "/health/", 15*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/health/")
+		if err == nil {
 			resp.Body.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not start:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	})
 	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "AUTH_API_KEY is not set") {
 		t.Fatalf("no warning about the open API:\n%s", l)
 	}

@@ -54,11 +54,7 @@ func TestHostileClients(t *testing.T) {
 	t.Run("smuggling attempts", func(t *testing.T) { smuggling(t, s) })
 
 	good.finish()
-	peak := s.peakKiB.Load()
-	t.Logf("peak RSS %.1f MiB (bound %d MiB)", float64(peak)/1024, rssBoundMiB)
-	if peak == 0 || peak > rssBoundMiB<<10 {
-		t.Errorf("peak RSS %d KiB, bound %d MiB", peak, rssBoundMiB)
-	}
+	s.checkPeakRSS(t, rssBoundMiB)
 }
 
 // 1,100 broadcasts in one TCP write (more frames than one writev takes):
