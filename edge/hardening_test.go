@@ -2,13 +2,18 @@ package edge
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsedge/wsedge/edge/presence"
+	"github.com/wsedge/wsedge/edge/wsframe"
 	"github.com/wsedge/wsedge/internal/testenv"
 )
 
@@ -320,4 +325,53 @@ func TestProtocolDetails(t *testing.T) {
 func smallAnswers(c *Config) {
 	c.MaxMessageSize = 16 << 10
 	c.PresenceMaxMembers = 10
+}
+
+// The worst case of PresenceAnswerMax holds: PresenceMaxMembers members with
+// the longest ids, types and times escaping can make all fit (the budget never
+// cuts a legal answer short), the frame is valid JSON within the budget, and
+// over the member limit the answer is cut and says so.
+func TestPresenceAnswerWorstCase(t *testing.T) {
+	t.Parallel()
+	cfg := Defaults()
+	cfg.PresenceMaxMembers = 200
+	worst := string(bytes.Repeat([]byte{0x01}, maxTypeLen)) // \u0001: 6 bytes each
+	members := make([]presence.Member, cfg.PresenceMaxMembers+5)
+	for i := range members {
+		members[i] = presence.Member{
+			ConnectionID: fmt.Sprintf("%032x", i),
+			UserType:     worst,
+			ClientType:   worst[:maxTypeLen-4] + fmt.Sprintf("%04d", i), // all distinct
+			ConnectedAt:  math.MinInt64,
+			LastSeen:     math.MinInt64,
+		}
+	}
+	budget := cfg.PresenceAnswerMax()
+	for _, tc := range []struct {
+		n, limit, want int
+		truncated      bool
+	}{
+		{cfg.PresenceMaxMembers, cfg.PresenceMaxMembers, cfg.PresenceMaxMembers, false},
+		{len(members), cfg.PresenceMaxMembers, cfg.PresenceMaxMembers, true},
+		{len(members), 7, 7, true},
+	} {
+		frame, _ := presenceFrame(nil, strings.Repeat("s", 128), members[:tc.n], tc.limit, budget)
+		if len(frame) > budget {
+			t.Fatalf("frame of %d bytes over the budget %d", len(frame), budget)
+		}
+		payload := frame[wsframe.HeaderLen(frame):]
+		var m struct {
+			Count     int
+			ByType    map[string]int `json:"by_type"`
+			Members   []presence.Member
+			Truncated bool
+		}
+		if err := json.Unmarshal(payload, &m); err != nil {
+			t.Fatalf("answer is not JSON: %v", err)
+		}
+		if m.Count != tc.n || len(m.Members) != tc.want || m.Truncated != tc.truncated || len(m.ByType) > tc.limit {
+			t.Fatalf("n=%d limit=%d: count %d, %d members, %d types, truncated %v", tc.n, tc.limit,
+				m.Count, len(m.Members), len(m.ByType), m.Truncated)
+		}
+	}
 }

@@ -9,8 +9,9 @@ import (
 )
 
 // pushFragments sends msg as text fragments cut at cuts; it returns the index
-// of the fragment that failed (-1: none) and whether the message completed.
-func pushFragments(t *testing.T, msg []byte, cuts []int) (failedAt int, done bool) {
+// of the fragment that failed (-1: none), the message once complete, and the
+// error.
+func pushFragments(t *testing.T, msg []byte, cuts []int) (failedAt int, got []byte, err error) {
 	t.Helper()
 	var a Assembler
 	prev := 0
@@ -20,16 +21,16 @@ func pushFragments(t *testing.T, msg []byte, cuts []int) (failedAt int, done boo
 		if i == 0 {
 			op = ws.OpText
 		}
-		fin := i == len(bounds)-1
-		_, _, d, err := a.Push(parsed(t, fin, op, msg[prev:end]), 1<<20)
+		_, m, done, err := a.Push(parsed(t, i == len(bounds)-1, op, msg[prev:end]), 1<<20)
 		if err != nil {
-			wantCode(t, err, CloseInvalidData)
-			return i, false
+			return i, nil, err
 		}
-		done = d
+		if done {
+			got = m
+		}
 		prev = end
 	}
-	return -1, done
+	return -1, got, nil
 }
 
 // A fragmented text message fails in the fragment that holds the first byte
@@ -59,12 +60,15 @@ func TestAssemblerUTF8FailFast(t *testing.T) {
 		{"continuation without lead", "a\x80", []int{2}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			failedAt, done := pushFragments(t, []byte(tc.msg), tc.cuts)
+			failedAt, got, err := pushFragments(t, []byte(tc.msg), tc.cuts)
 			if failedAt != tc.failedAt {
 				t.Fatalf("failed at fragment %d, want %d", failedAt, tc.failedAt)
 			}
-			if tc.failedAt < 0 && !done {
-				t.Fatal("message did not complete")
+			if err != nil {
+				wantCode(t, err, CloseInvalidData)
+			}
+			if tc.failedAt < 0 && string(got) != tc.msg {
+				t.Fatalf("message %q, want %q", got, tc.msg)
 			}
 		})
 	}
@@ -137,26 +141,15 @@ func FuzzAssemblerUTF8(f *testing.F) {
 			}
 			bounds = append(bounds, at)
 		}
-		var a Assembler
-		prev := 0
-		bounds = append(bounds, len(msg))
-		for i, end := range bounds {
-			op := ws.OpContinuation
-			if i == 0 {
-				op = ws.OpText
+		failedAt, got, err := pushFragments(t, msg, bounds)
+		if err != nil {
+			if utf8.Valid(msg) {
+				t.Fatalf("valid text %q refused at fragment %d of %v: %v", msg, failedAt, bounds, err)
 			}
-			fin := i == len(bounds)-1
-			_, got, done, err := a.Push(parsed(t, fin, op, msg[prev:end]), 1<<20)
-			if err != nil {
-				if utf8.Valid(msg) {
-					t.Fatalf("valid text %q refused at fragment %d of %v: %v", msg, i, bounds, err)
-				}
-				return
-			}
-			if done && !bytes.Equal(got, msg) {
-				t.Fatalf("assembled %q, want %q", got, msg)
-			}
-			prev = end
+			return
+		}
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("assembled %q, want %q", got, msg)
 		}
 		if !utf8.Valid(msg) {
 			t.Fatalf("invalid text %q accepted with cuts %v", msg, bounds)

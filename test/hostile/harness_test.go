@@ -467,3 +467,51 @@ func (s *server) statusLine(t testing.TB, req string) string {
 	}
 	return strings.TrimRight(line, "\r\n")
 }
+
+// expectOneAnswer sends req on a new connection and checks that it gets one
+// answer, with one of statuses (e.g. "400"), and that nothing smuggled
+// behind it is answered.
+func (s *server) expectOneAnswer(t testing.TB, name, req string, statuses ...string) {
+	t.Helper()
+	status, all := s.httpExchange(t, req)
+	ok := false
+	for _, want := range statuses {
+		ok = ok || strings.HasPrefix(status, "HTTP/1.1 "+want)
+	}
+	if !ok {
+		t.Errorf("%s: got %q, want %v", name, status, statuses)
+	}
+	if n := strings.Count("\n"+all, "\nHTTP/1.1 "); n != 1 {
+		t.Errorf("%s: %d responses on one connection:\n%s", name, n, all)
+	}
+}
+
+// checkPeakRSS fails the test if the server's RSS ever passed boundMiB.
+func (s *server) checkPeakRSS(t *testing.T, boundMiB int64) {
+	t.Helper()
+	peak := s.peakKiB.Load()
+	t.Logf("peak RSS %.1f MiB (bound %d MiB)", float64(peak)/1024, boundMiB)
+	if peak == 0 || peak > boundMiB<<10 {
+		t.Errorf("peak RSS %d KiB, bound %d MiB", peak, boundMiB)
+	}
+}
+
+// attack is one hostile scenario run against a shared server.
+type attack struct {
+	name string
+	run  func(*testing.T, *server)
+}
+
+// runAttacks starts a server with env and well-behaved clients in session
+// good, runs the attacks one after the other as subtests, and then checks
+// that the good clients got every broadcast in order and that the server's
+// RSS never passed boundMiB.
+func runAttacks(t *testing.T, env map[string]string, good string, boundMiB int64, attacks []attack) {
+	s := startServer(t, env)
+	g := s.startGoodClients(t, good, 3)
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) { a.run(t, s) })
+	}
+	g.finish()
+	s.checkPeakRSS(t, boundMiB)
+}

@@ -25,26 +25,12 @@ const httpRSSBoundMiB = 180
 // WebSocket clients on the same event loop keep receiving every broadcast in
 // order, and checks the server's RSS throughout.
 func TestHostileHTTP(t *testing.T) {
-	s := startServer(t, map[string]string{"WRITE_TIMEOUT": "2s", "HANDSHAKE_TIMEOUT": "2s"})
-	good := s.startGoodClients(t, "good-http", 3)
-
-	t.Run("many pipeliners without reading", func(t *testing.T) { manyPipeliners(t, s) })
-	t.Run("smuggling variants", func(t *testing.T) { smugglingVariants(t, s) })
-	t.Run("header names in any case", func(t *testing.T) { headerNamesAnyCase(t, s) })
-	t.Run("lower-case expect and content-length", func(t *testing.T) { lowerCaseBody(t, s) })
-
-	good.finish()
-	s.checkPeakRSS(t, httpRSSBoundMiB)
-}
-
-// checkPeakRSS fails t if the server's RSS passed boundMiB at any sample.
-func (s *server) checkPeakRSS(t *testing.T, boundMiB int64) {
-	t.Helper()
-	peak := s.peakKiB.Load()
-	t.Logf("peak RSS %.1f MiB (bound %d MiB)", float64(peak)/1024, boundMiB)
-	if peak == 0 || peak > boundMiB<<10 {
-		t.Errorf("peak RSS %d KiB, bound %d MiB", peak, boundMiB)
-	}
+	runAttacks(t, map[string]string{"WRITE_TIMEOUT": "2s", "HANDSHAKE_TIMEOUT": "2s"}, "good-http", httpRSSBoundMiB, []attack{
+		{"many pipeliners without reading", manyPipeliners},
+		{"smuggling variants", smugglingVariants},
+		{"header names in any case", headerNamesAnyCase},
+		{"lower-case expect and content-length", lowerCaseBody},
+	})
 }
 
 // 20 connections pipeline GET /health/ at once and read nothing: every one is
@@ -106,13 +92,7 @@ func smugglingVariants(t *testing.T, s *server) {
 		{"space in the request target", "GET /health/ " + hidden, "400"},
 		{"two spaces after the method", "GET  /health/ HTTP/1.1\r\nHost: x\r\n\r\n" + hidden, "400"},
 	} {
-		status, all := s.httpExchange(t, tc.req)
-		if !strings.HasPrefix(status, "HTTP/1.1 "+tc.status) {
-			t.Errorf("%s: got %q, want %s", tc.name, status, tc.status)
-		}
-		if n := strings.Count("\n"+all, "\nHTTP/1.1 "); n != 1 {
-			t.Errorf("%s: %d responses on one connection:\n%s", tc.name, n, all)
-		}
+		s.expectOneAnswer(t, tc.name, tc.req, tc.status)
 	}
 }
 
