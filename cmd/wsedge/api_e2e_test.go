@@ -1,37 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wsedge/wsedge/internal/testenv"
 )
-
-// lockedBuffer collects a child process's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // The real binary in production mode without AUTH_API_KEY: it starts, warns
 // that the API is open, and CHAT_API_MAX_BODY is the edge's body cap (the
@@ -42,7 +22,7 @@ func TestChatAPISettingsReachTheEdge(t *testing.T) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "DEBUG=0", "SECRET_KEY=k3Jd9-q8Zr_2Lm4Xv7Tn0Wb6Yc1Ps5Hg", "ALLOWED_HOSTS=example.com",
 		"AUTH_API_KEY=", "LOG_FORMAT=text", "ADDR="+addr, "ADMIN_ADDR=127.0.0.1:0", "CHAT_API_MAX_BODY=256KiB")
-	var logs lockedBuffer
+	var logs testenv.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
