@@ -53,6 +53,11 @@ func (s *Server) onHTTP(c *conn) {
 				}
 				c.closeTCP = true
 			}
+			if c.paused {
+				// The client is not slow to send but to read: the request
+				// deadline starts again when reading resumes.
+				c.reqStart = 0
+			}
 			return
 		}
 		buf, _ := c.gc.Peek(n)
