@@ -8,6 +8,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -26,7 +28,12 @@ import (
 // the client sends meanwhile is capped like requests waiting behind an API
 // call, and a client that reads nothing at all meets WriteTimeout.
 func (s *Server) onHTTP(c *conn) {
-	for c.state == stHTTP && !c.closeTCP {
+	if c.closeAt != 0 {
+		// Refused (see refuse): what the client still sends is dropped.
+		_, _ = c.gc.Discard(c.gc.InboundBuffered())
+		return
+	}
+	for c.state == stHTTP && !c.closeTCP && c.closeAt == 0 {
 		n := c.gc.InboundBuffered()
 		if n == 0 {
 			c.reqStart = 0
@@ -47,12 +54,17 @@ func (s *Server) onHTTP(c *conn) {
 				}
 				c.closeTCP = true
 			}
+			if c.paused {
+				// The client is not slow to send but to read: the request
+				// deadline starts again when reading resumes.
+				c.reqStart = 0
+			}
 			return
 		}
 		buf, _ := c.gc.Peek(n)
 		headLen, cl, herr := c.ls.readHead(buf, s.cfg.MaxHeaderBytes, s.cfg.MaxBodyBytes)
 		if herr != nil {
-			s.replyError(c, "other", herr.status, herr.code, herr.msg, true)
+			s.refuse(c, herr)
 			return
 		}
 		if headLen == 0 {
@@ -73,6 +85,26 @@ func (s *Server) onHTTP(c *conn) {
 		}
 		_, _ = c.gc.Discard(headLen + cl)
 	}
+}
+
+// refuse answers a request the edge cannot frame and ends the connection.
+// The client may still be sending (a body over the cap, say), and closing a
+// socket with unread input makes the kernel reset it, which can destroy the
+// answer before the client reads it. So, as web servers' "lingering close"
+// does, only the write side is shut (the client reads the answer, then EOF),
+// and what it still sends is discarded until it closes or CloseTimeout passes
+// (c.closeAt, checked by the sweeper).
+func (s *Server) refuse(c *conn, herr *httpError) {
+	s.replyError(c, "other", herr.status, herr.code, herr.msg, true)
+	if c.gc.OutboundBuffered() > 0 {
+		return // the answer is not even in the kernel: close now
+	}
+	if err := syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR); err != nil {
+		return
+	}
+	c.closeTCP = false
+	c.closeAt = time.Now().UnixNano()
+	_, _ = c.gc.Discard(c.gc.InboundBuffered())
 }
 
 // httpError is an answer that ends the connection: after a request the edge
@@ -99,6 +131,9 @@ var (
 // normalizing off, Peek("Origin") missed "origin:", which HTTP/2-to-1.1
 // gateways send.
 func (ls *loopState) readHead(buf []byte, maxHead, maxBody int) (headLen, bodyLen int, herr *httpError) {
+	// ls.hdr is shared by the loop's connections: an error answer must not
+	// see another request's method (HEAD would drop its body).
+	ls.hdr.Reset()
 	head, err := scanHead(buf[:min(len(buf), maxHead)])
 	if err != nil {
 		return 0, 0, &httpError{fasthttp.StatusBadRequest, "invalid_request", err.Error()}
@@ -111,7 +146,6 @@ func (ls *loopState) readHead(buf []byte, maxHead, maxBody int) (headLen, bodyLe
 	}
 	ls.rd.Reset(buf[:head.len])
 	ls.br.Reset(&ls.rd)
-	ls.hdr.Reset()
 	if err := ls.hdr.Read(ls.br); err != nil {
 		return 0, 0, errMalformed
 	}

@@ -493,3 +493,46 @@ func TestAPITimeoutEndsHandler(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A request refused while its body is still on the way (413) is answered so
+// that the client can read the answer: the edge shuts its write side and
+// drops what still arrives, instead of closing with unread input (which
+// resets the connection, answer included). A client that keeps sending after
+// the answer is dropped after CloseTimeout.
+func TestHTTPRefusedBodyIsAnswered(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, func(c *Config) { c.EventLoops = 1; c.CloseTimeout = 300 * time.Millisecond })
+	by := newBystander(t, ts)
+	body := strings.Repeat("x", 4<<20)
+	for i := 0; i < 3; i++ {
+		resp, err := http.Post("http://"+ts.addr+"/api/thread/history", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("POST of 4 MiB: %v (the answer was lost)", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 413 || !strings.Contains(string(b), "too_large") {
+			t.Fatalf("POST of 4 MiB: %d %s", resp.StatusCode, b)
+		}
+	}
+	by.check(t)
+
+	c := ts.raw(t)
+	c.write("POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n")
+	if r := c.response(); r.StatusCode() != 413 {
+		t.Fatalf("status %d", r.StatusCode())
+	}
+	c.closed() // the client sees EOF after the answer
+	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	chunk := []byte(strings.Repeat("x", 64<<10))
+	for {
+		if _, err := c.conn.Write(chunk); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("a refused client that keeps sending is never dropped")
+			}
+			break
+		}
+	}
+	by.check(t)
+}

@@ -40,6 +40,10 @@ func (ls *loopState) sweep() {
 			case ls.writeStalled(c, now):
 				s.metrics.slowConsumers.WithLabelValues("write_timeout").Inc()
 				drop = append(drop, c)
+			case c.closeAt != 0: // refused; the client had its answer
+				if now-c.closeAt > int64(cfg.CloseTimeout) {
+					drop = append(drop, c)
+				}
 			case c.busy:
 			case c.paused:
 				// Nothing else tells the loop that the client has read
