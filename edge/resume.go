@@ -13,7 +13,7 @@ import (
 	"github.com/wsedge/wsedge/edge/wsframe"
 )
 
-// Session history and lossless resume (PROTOCOL.md §1.1), when the broker
+// Session history and lossless resume (PROTOCOL.md §1.7), when the broker
 // keeps history (Deps.History). A socket that needs history work is in
 // loopState.resume until it is done; every other socket pays nothing.
 //

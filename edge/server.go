@@ -11,9 +11,9 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/edge/broker"
+	"github.com/wsedge/wsedge/edge/console"
 	"github.com/wsedge/wsedge/edge/presence"
 )
 
@@ -25,11 +25,11 @@ type Deps struct {
 	// OpenChat serves /ws/chat/; nil answers 404.
 	OpenChat OpenChat
 	// API serves /api/*, off the event loops; nil answers 404.
-	API      fasthttp.RequestHandler
+	API      APIHandler
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	// History is the broker's session history; nil turns it off, and every
-	// frame stays as without it (PROTOCOL.md §1.1).
+	// frame stays as without it (PROTOCOL.md §1.7).
 	History broker.History
 }
 
@@ -45,7 +45,8 @@ type Server struct {
 	presence presence.Store
 	broker   broker.Broker
 	openChat OpenChat
-	api      fasthttp.RequestHandler
+	api      APIHandler
+	console  *console.Files // nil unless Config.Console
 
 	history   broker.History
 	histQueue chan historyJob // served by HistoryConcurrency workers
@@ -76,6 +77,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if d.Hub == nil || d.Broker == nil || d.Presence == nil || d.Logger == nil || d.Registry == nil {
 		return nil, errors.New("edge: hub, broker, presence, logger and registry are required")
 	}
+	var files *console.Files
+	if cfg.Console {
+		var err error
+		if files, err = console.Load(); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
 	d.Hub.SetBroker(d.Broker)
 	// Registered with history off too: every documented counter has a
 	// series from the start (at zero).
@@ -88,6 +96,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		histQueue:   hq,
 		history:     d.History,
 		hmetrics:    hm,
+		console:     files,
 		cfg:         cfg,
 		log:         d.Logger,
 		metrics:     newMetrics(d.Registry),

@@ -135,6 +135,7 @@ func runEdge(fakeURL string, turns int, ramp, timeout, first time.Duration) resu
 		res.AddedTTFTp50Ms, res.AddedTTFTp90Ms, res.AddedTTFTp99Ms, res.AddedTTFTMaxMs = q(.5), q(.9), q(.99), a[len(a)-1]
 	}
 	res.HeapPerTurnKiB, res.GoroutinesPerTurn = mem.perTurn(turns)
+	res.addedMs = cr.AddedMs
 	return res
 }
 

@@ -56,6 +56,7 @@ func main() {
 		cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the benchmark process here")
 		edgeM   = flag.Bool("edge", false, "serve the chat through the real edge (gnet, WebSocket) in this process; clients run in a child process")
 		clients = flag.String("clients", "", "run only the WebSocket clients against this ws:// URL (used by -edge)")
+		plotOut = flag.String("plot", "", "write an SVG CDF of the added time to first token here")
 	)
 	flag.Parse()
 	if *cpuprof != "" {
@@ -88,6 +89,11 @@ func main() {
 	}
 	out, _ := json.MarshalIndent(res, "", "  ")
 	fmt.Println(string(out))
+	if *plotOut != "" {
+		if err := writeTTFTPlot(*plotOut, res); err != nil {
+			log.Fatal(err)
+		}
+	}
 }
 
 // serveFake streams tokens at rate after first; the answer echoes nothing,
@@ -204,6 +210,8 @@ type result struct {
 	LoadAverage       string   `json:"machine_load_average_after"`
 	Errors            []string `json:"errors,omitempty"`
 	CPUs              int      `json:"cpus"`
+
+	addedMs []float64 // every completed turn's added TTFT, for -plot
 }
 
 func run(url string, turns int, ramp, timeout, first time.Duration) result {
@@ -274,6 +282,9 @@ func run(url string, turns int, ramp, timeout, first time.Duration) result {
 		q := func(d []time.Duration, p float64) float64 { return ms(d[min(len(d)-1, int(p*float64(len(d))))]) }
 		res.AddedTTFTp50Ms, res.AddedTTFTp90Ms, res.AddedTTFTp99Ms, res.AddedTTFTMaxMs = q(added, .5), q(added, .9), q(added, .99), ms(added[len(added)-1])
 		res.RequestP50Ms, res.RequestP99Ms = q(req, .5), q(req, .99)
+		for _, d := range added {
+			res.addedMs = append(res.addedMs, ms(d))
+		}
 	}
 	res.HeapPerTurnKiB, res.GoroutinesPerTurn = mem.perTurn(turns)
 	return res
