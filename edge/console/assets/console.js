@@ -23,6 +23,10 @@
   const probes = new Map(); // probe id -> send time
   let turn = null;          // the chat turn being streamed
   let counts = { in: 0, out: 0 };
+  // Lossless resume (docs/PROTOCOL.md §1.7): with session history on, connected
+  // carries an epoch and session_message a seq; a reconnect's hello asks for
+  // what was missed since the last seq seen.
+  let resume = null; // { session, epoch, seq }
 
   function setState(s) {
     $('state').textContent = s;
@@ -180,6 +184,12 @@
     const hello = { type: 'hello', user_type: $('user-type').value.trim() };
     const ct = $('client-type').value.trim();
     if (ct) hello.client_type = ct;
+    const sid = $('session-id').value.trim();
+    if (resume && resume.session === sid && resume.seq !== null) {
+      hello.since = resume.seq;
+      hello.epoch = resume.epoch;
+      history('resume', 'since seq ' + resume.seq);
+    }
     if (send(hello)) {
       helloSent = true;
       probe();
@@ -204,6 +214,23 @@
 
   function onFrame(m) {
     switch (m.type) {
+      case 'connected':
+        // A resumed socket keeps the epoch its hello named; the server says
+        // recovery_failed if the session's epoch changed.
+        if (m.epoch && (!resume || resume.session !== m.session_id)) {
+          resume = { session: m.session_id, epoch: m.epoch, seq: null };
+        }
+        break;
+      case 'session_message':
+        if (resume && typeof m.seq === 'number') resume.seq = m.seq;
+        break;
+      case 'recovery_failed':
+        history('recovery failed', m.reason + (typeof m.seq === 'number' ? ', now at seq ' + m.seq : ''));
+        if (resume && m.epoch) {
+          resume.epoch = m.epoch;
+          resume.seq = m.seq;
+        }
+        break;
       case 'echo':
         if (m.data && m.data.type === 'console.rtt' && probes.has(m.data.id)) {
           showRTT(performance.now() - probes.get(m.data.id));
