@@ -5,17 +5,26 @@ import asyncio, json, random, sys
 import websockets
 
 async def main(url, origin):
-    attempt = 0
+    attempt, epoch, seq = 0, None, None  # epoch/seq: resume after a reconnect (PROTOCOL.md §1.7)
     while True:
         after_ms = None
         try:
             async with websockets.connect(url, origin=origin) as ws:
                 attempt = 0
-                await ws.send(json.dumps({"type": "hello", "user_type": "agent", "client_type": "python"}))
+                hello = {"type": "hello", "user_type": "agent", "client_type": "python"}
+                if epoch is not None and seq is not None:
+                    hello.update(since=seq, epoch=epoch)  # the server replays what we missed
+                await ws.send(json.dumps(hello))
                 await ws.send(json.dumps({"type": "broadcast", "msg": "hello from python"}))
                 async for text in ws:
                     print(text, flush=True)
                     frame = json.loads(text)
+                    if frame["type"] == "connected" and epoch is None:
+                        epoch = frame.get("epoch")  # present when the server keeps history
+                    elif frame["type"] == "recovery_failed" and "epoch" in frame:
+                        epoch, seq = frame["epoch"], frame["seq"]  # history lost: reload state
+                    if frame["type"] == "session_message" and "seq" in frame:
+                        seq = frame["seq"]
                     if frame["type"] == "reconnect":
                         after_ms = frame["after_ms"]  # already jittered by the server
                     elif frame["type"] == "session_message" and frame["msg"] == "hello from python":
