@@ -168,7 +168,7 @@ func TestTurnStreamsAndStoresHistory(t *testing.T) {
 		t.Fatalf("answer %q", answer)
 	}
 	e.waitOutcome(t, outcomeCompleted, 1)
-	msgs, _ := e.store.Recent(context.Background(), thread, 0)
+	msgs, _ := e.store.Recent(context.Background(), thread, history.Window{})
 	if len(msgs) != 2 || msgs[0].Content != "Hello, how can you help?" || msgs[1].Content != answer {
 		t.Fatalf("history %+v", msgs)
 	}
@@ -248,7 +248,7 @@ func TestCancelStopsTurnAndStoresPartial(t *testing.T) {
 	if got := sink.types(); strings.Join(got, ",") != "session_started,token,token,end" {
 		t.Fatalf("frames %v", got)
 	}
-	msgs, _ := e.store.Recent(context.Background(), "th", 0)
+	msgs, _ := e.store.Recent(context.Background(), "th", history.Window{})
 	if len(msgs) != 2 || msgs[1].Content != "partial answer" {
 		t.Fatalf("history %+v", msgs)
 	}
@@ -277,7 +277,7 @@ func TestCloseCancelsUpstream(t *testing.T) {
 	if e.svc.pool.running.Load() != 0 {
 		t.Fatal("worker still busy")
 	}
-	msgs, _ := e.store.Recent(context.Background(), "gone", 0)
+	msgs, _ := e.store.Recent(context.Background(), "gone", history.Window{})
 	if len(msgs) != 2 || msgs[1].Content != "a" {
 		t.Fatalf("history %+v", msgs)
 	}
@@ -347,7 +347,7 @@ func TestEscalation(t *testing.T) {
 	if esc := sink.snapshot()[2]; esc["should_escalate"] != true {
 		t.Fatalf("escalation frame %v", esc)
 	}
-	msgs, _ := e.store.Recent(context.Background(), "esc", 0)
+	msgs, _ := e.store.Recent(context.Background(), "esc", history.Window{})
 	if len(msgs) != 2 || msgs[1].Content != "Connecting you." || !msgs[1].Escalated {
 		t.Fatalf("history %+v", msgs)
 	}
@@ -398,7 +398,7 @@ func TestUpstreamFailures(t *testing.T) {
 			if counterValue(e.svc.m.upstream.WithLabelValues(tc.kind)) != 1 {
 				t.Fatalf("upstream error %q not counted; frames %v", tc.kind, sink.raw)
 			}
-			if msgs, _ := e.store.Recent(context.Background(), "f", 0); len(msgs) != 0 {
+			if msgs, _ := e.store.Recent(context.Background(), "f", history.Window{}); len(msgs) != 0 {
 				t.Fatalf("failed turn stored %+v", msgs)
 			}
 			c.OnText([]byte(`{"type":"chat","message":"again"}`))
@@ -451,7 +451,7 @@ func TestGuardrailRewrites(t *testing.T) {
 				t.Fatal("rewrite request lacks the rewrite instruction")
 			}
 			time.Sleep(10 * time.Millisecond)
-			msgs, _ := e.store.Recent(context.Background(), "g", 0)
+			msgs, _ := e.store.Recent(context.Background(), "g", history.Window{})
 			if tc.stored != (len(msgs) == 2) {
 				t.Fatalf("stored %+v", msgs)
 			}
@@ -579,7 +579,7 @@ func TestTurnCancelledWhileQueuedStoresNothing(t *testing.T) {
 	if got := strings.Join(queued.types(), ","); got != "session_started,end" {
 		t.Fatalf("frames %s", got)
 	}
-	if msgs, _ := e.store.Recent(context.Background(), "queued", 0); len(msgs) != 0 {
+	if msgs, _ := e.store.Recent(context.Background(), "queued", history.Window{}); len(msgs) != 0 {
 		t.Fatalf("stored %+v", msgs)
 	}
 	if len(e.fake.Requests()) != 1 {

@@ -28,6 +28,9 @@ type metrics struct {
 	upstream   *prometheus.CounterVec
 	db         *prometheus.HistogramVec
 	rewrites   prometheus.Counter
+	// modelTokens counts Bedrock's usage metadata (the local model counts
+	// words), by direction (input, output) and model id.
+	modelTokens *prometheus.CounterVec
 }
 
 // newMetrics registers the chat metrics on reg; gauges read the pool.
@@ -43,15 +46,18 @@ func newMetrics(reg prometheus.Registerer, p *pool) (*metrics, error) {
 		tokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "wsedge_chat_tokens_streamed_total",
 			Help: "Token frames queued for chat clients."}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_pool_rejections_total",
-			Help: "Chat turns refused with busy (reason: full, shutting_down)."}, []string{"reason"}),
+			Help: "Chat turns refused: busy (reason full, shutting_down) or rate_limited (reason rate_limited)."}, []string{"reason"}),
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_upstream_errors_total",
 			Help: "Failed model or history calls by type."}, []string{"type"}),
 		db: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wsedge_chat_db_seconds",
 			Help: "History store call latency by operation and result.", Buckets: latency}, []string{"op", "result"}),
 		rewrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "wsedge_chat_guardrail_rewrites_total",
 			Help: "Answers regenerated after a guardrail intervention."}),
+		modelTokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_model_tokens_total",
+			Help: "Model tokens reported by the model's usage metadata, by direction (input, output) and model id."},
+			[]string{"direction", "model"}),
 	}
-	cs := []prometheus.Collector{m.turns, m.ttft, m.duration, m.tokens, m.rejections, m.upstream, m.db, m.rewrites,
+	cs := []prometheus.Collector{m.turns, m.ttft, m.duration, m.tokens, m.rejections, m.upstream, m.db, m.rewrites, m.modelTokens,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsedge_chat_pool_queue_depth",
 			Help: "Accepted chat turns waiting for a worker."}, func() float64 { return float64(len(p.jobs)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsedge_chat_pool_running",
@@ -86,9 +92,9 @@ func (s timedStore) Append(ctx context.Context, threadID string, msgs []history.
 	return err
 }
 
-func (s timedStore) Recent(ctx context.Context, threadID string, limit int) ([]history.Message, error) {
+func (s timedStore) Recent(ctx context.Context, threadID string, w history.Window) ([]history.Message, error) {
 	start := time.Now()
-	msgs, err := s.Store.Recent(ctx, threadID, limit)
+	msgs, err := s.Store.Recent(ctx, threadID, w)
 	s.observe("recent", start, err)
 	return msgs, err
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/document"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
@@ -72,10 +74,45 @@ func NewBedrock(cfg BedrockConfig) (*Bedrock, error) {
 		cfg.Clients = 64
 	}
 	if cfg.AWS.HTTPClient == nil {
-		cfg.AWS.HTTPClient = &http.Client{}
+		cfg.AWS.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(TransportOptions(cfg.Clients))
 	}
+	// Wrapped, the client is no longer an *awshttp.BuildableClient, which
+	// the SDK would copy (with a transport of its own) for every
+	// bedrockruntime.Client: all streams share this one client and its
+	// connection pool.
 	cfg.AWS.HTTPClient = hideWriteTo{cfg.AWS.HTTPClient}
 	return &Bedrock{cfg: cfg, free: make(chan *bedrockruntime.Client, cfg.Clients)}, nil
+}
+
+// TransportOptions are the settings of the one HTTP transport that every
+// Bedrock stream shares (apply them to an awshttp.BuildableClient, which
+// keeps the SDK's defaults and AWS_CA_BUNDLE). streams is the most streams
+// open at once (CHAT_WORKERS):
+//
+//   - HTTP/2 whenever the endpoint offers it by ALPN (Bedrock's HTTPS
+//     endpoints do), even with a custom CA bundle: streams are multiplexed
+//     on a few connections (a new one when the server's
+//     SETTINGS_MAX_CONCURRENT_STREAMS is reached), so a turn does not pay a
+//     TCP and TLS handshake before its first token;
+//   - HTTP/1.1 otherwise (plain http:// endpoints, such as local fakes): one
+//     connection per open stream, so at most streams connections per host
+//     and as many kept idle for the next turns;
+//   - idle connections close after 90 s; an HTTP/2 connection with no frame
+//     for 15 s is pinged and dropped if the ping is not answered within 5 s,
+//     so a dead connection does not hold every stream multiplexed on it.
+//
+// Go's HTTP/2 client resends a request only when the server refused its
+// stream unprocessed (REFUSED_STREAM, GOAWAY): no stream that started is
+// ever retried.
+func TransportOptions(streams int) func(*http.Transport) {
+	return func(t *http.Transport) {
+		t.ForceAttemptHTTP2 = true
+		t.MaxConnsPerHost = max(streams, 1)
+		t.MaxIdleConnsPerHost = max(streams, 1)
+		t.MaxIdleConns = max(streams, 1)
+		t.IdleConnTimeout = 90 * time.Second
+		t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 5 * time.Second}
+	}
 }
 
 // hideWriteTo works around a race of the SDK over plain HTTP/1.1: once the
@@ -166,12 +203,16 @@ func (b *Bedrock) input(req Request) *bedrockruntime.ConverseStreamInput {
 		}}}}
 	}
 	if b.cfg.GuardrailID != "" {
-		// sync: Bedrock scans each chunk before sending it, so no text that
-		// the guardrail would block reaches us ahead of the intervention.
+		// sync: Bedrock scans each chunk before it sends it, so every delta
+		// we receive has passed the guardrail and can go to the client at
+		// once, and a chunk the guardrail blocks never reaches us (async
+		// would send it first and scan after). The trace names the policy
+		// that intervened, for the turn's log line.
 		in.GuardrailConfig = &types.GuardrailStreamConfiguration{
 			GuardrailIdentifier:  aws.String(b.cfg.GuardrailID),
 			GuardrailVersion:     aws.String(b.cfg.GuardrailVersion),
 			StreamProcessingMode: types.GuardrailStreamProcessingModeSync,
+			Trace:                types.GuardrailTraceEnabled,
 		}
 	}
 	return in
@@ -187,8 +228,9 @@ func (b *Bedrock) Stream(ctx context.Context, req Request, onDelta func(string) 
 		idle = time.AfterFunc(b.cfg.IdleTimeout, func() { cancel(ErrStalled) })
 		defer idle.Stop()
 	}
-	var res Result
-	out, err := c.ConverseStream(ctx, b.input(req))
+	in := b.input(req)
+	res := Result{ModelID: aws.ToString(in.ModelId)}
+	out, err := c.ConverseStream(ctx, in)
 	if err != nil {
 		b.release(c)
 		return res, classify(ctx, err)
@@ -225,6 +267,9 @@ func (b *Bedrock) Stream(ctx context.Context, req Request, onDelta func(string) 
 		case *types.ConverseStreamOutputMemberMetadata:
 			if u := v.Value.Usage; u != nil {
 				res.InputTokens, res.OutputTokens = int(aws.ToInt32(u.InputTokens)), int(aws.ToInt32(u.OutputTokens))
+			}
+			if tr := v.Value.Trace; tr != nil && tr.Guardrail != nil {
+				res.Guardrail = describeGuardrail(tr.Guardrail)
 			}
 		}
 	}
@@ -282,4 +327,34 @@ func classify(ctx context.Context, err error) error {
 		kind = KindValidation
 	}
 	return &Error{Kind: kind, Err: fmt.Errorf("converse stream: %w", err)}
+}
+
+// describeGuardrail condenses a guardrail trace into one log-friendly line:
+// the action reason and the policies that acted on the output.
+func describeGuardrail(g *types.GuardrailTraceAssessment) string {
+	var parts []string
+	if r := aws.ToString(g.ActionReason); r != "" {
+		parts = append(parts, r)
+	}
+	for _, as := range g.OutputAssessments {
+		for _, a := range as {
+			if cp := a.ContentPolicy; cp != nil {
+				for _, f := range cp.Filters {
+					parts = append(parts, "contentPolicy "+string(f.Type))
+				}
+			}
+			if tp := a.TopicPolicy; tp != nil {
+				for _, t := range tp.Topics {
+					parts = append(parts, "topicPolicy "+aws.ToString(t.Name))
+				}
+			}
+			if wp := a.WordPolicy; wp != nil && (len(wp.CustomWords) > 0 || len(wp.ManagedWordLists) > 0) {
+				parts = append(parts, "wordPolicy")
+			}
+			if sp := a.SensitiveInformationPolicy; sp != nil && (len(sp.PiiEntities) > 0 || len(sp.Regexes) > 0) {
+				parts = append(parts, "sensitiveInformationPolicy")
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
 }
