@@ -407,32 +407,46 @@ func TestUpstreamFailures(t *testing.T) {
 	}
 }
 
+// With a guardrail, vetted deltas stream at once; an attempt the guardrail
+// stops is followed by a rewrite frame and the regenerated answer. The
+// fake's guardrail runs in the request's stream processing mode (sync), so
+// the blocked chunk itself is never sent.
 func TestGuardrailRewrites(t *testing.T) {
 	tests := []struct {
 		name     string
 		blocked  int // attempts blocked before one passes
 		rewrites int
-		text     string
+		visible  string // what the client shows after the last rewrite
+		frames   []string
 		stored   bool
 		requests int
 	}{
-		{name: "passes first time", blocked: 0, rewrites: 2, text: "clean answer", stored: true, requests: 1},
-		{name: "rewritten once", blocked: 1, rewrites: 2, text: "clean answer", stored: true, requests: 2},
-		{name: "always blocked", blocked: 9, rewrites: 2, text: "Sorry, I can't help with that request.", requests: 3},
-		{name: "no rewrites allowed", blocked: 1, rewrites: 0, text: "Sorry, I can't help with that request.", requests: 1},
+		{name: "passes first time", blocked: 0, rewrites: 2, visible: "clean answer", stored: true, requests: 1,
+			frames: []string{"session_started", "token", "token", "end"}},
+		{name: "rewritten once", blocked: 1, rewrites: 2, visible: "clean answer", stored: true, requests: 2,
+			frames: []string{"session_started", "token", "token", "rewrite", "token", "token", "end"}},
+		{name: "always blocked", blocked: 9, rewrites: 2, visible: "Sorry, I can't help with that request.", requests: 3,
+			frames: []string{"session_started", "token", "token", "rewrite", "token", "token", "rewrite", "token", "token", "rewrite", "token", "end"}},
+		{name: "no rewrites allowed", blocked: 1, rewrites: 0, visible: "Sorry, I can't help with that request.", requests: 1,
+			frames: []string{"session_started", "token", "token", "rewrite", "token", "end"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
 			n := 0
+			g := &fakebedrock.Guardrail{Blocked: []string{"forbidden"}}
 			e := newEnv(t, Config{Rewrites: tc.rewrites}, func(fakebedrock.Request) fakebedrock.Script {
 				mu.Lock()
 				defer mu.Unlock()
 				n++
 				if n <= tc.blocked {
-					return fakebedrock.Tokens([]string{"BLOCKED ", "TEXT"}, 0, "guardrail_intervened")
+					s := fakebedrock.Tokens([]string{"Sure, ", "forbidden stuff", "more"}, 0, "end_turn")
+					s.Guardrail = g
+					return s
 				}
-				return fakebedrock.Tokens([]string{"clean ", "answer"}, 0, "end_turn")
+				s := fakebedrock.Tokens([]string{"clean ", "answer"}, 0, "end_turn")
+				s.Guardrail = g
+				return s
 			}, true, 0)
 			if tc.rewrites == 0 {
 				e.svc.cfg.Rewrites = 0
@@ -440,25 +454,45 @@ func TestGuardrailRewrites(t *testing.T) {
 			sink := newSink()
 			e.svc.Open(connID, sink).OnText([]byte(`{"type":"chat","message":"q","thread_id":"g"}`))
 			sink.wait(t, "end", 1)
-			if got := sink.text(); got != tc.text {
-				t.Fatalf("client saw %q", got)
+			if got := sink.types(); strings.Join(got, ",") != strings.Join(tc.frames, ",") {
+				t.Fatalf("frames %v, want %v", got, tc.frames)
+			}
+			if got := sink.visible(); got != tc.visible {
+				t.Fatalf("client shows %q", got)
+			}
+			rw := 0
+			for _, f := range sink.snapshot() {
+				if f["type"] == "rewrite" {
+					rw++
+					if f["attempt"] != float64(rw) {
+						t.Fatalf("rewrite frame %v, want attempt %d", f, rw)
+					}
+				}
+			}
+			for _, raw := range sink.raw {
+				if strings.Contains(raw, "forbidden") {
+					t.Fatalf("the blocked chunk reached the client: %s", raw)
+				}
 			}
 			reqs := e.fake.Requests()
-			if len(reqs) != tc.requests || reqs[0].Guardrail != "gr" {
-				t.Fatalf("%d requests", len(reqs))
+			if len(reqs) != tc.requests || reqs[0].Guardrail != "gr" || reqs[0].StreamMode != "sync" || reqs[0].Trace != "enabled" {
+				t.Fatalf("%d requests %+v", len(reqs), reqs)
 			}
 			if len(reqs) > 1 && !strings.Contains(reqs[1].System, "blocked") {
 				t.Fatal("rewrite request lacks the rewrite instruction")
 			}
-			time.Sleep(10 * time.Millisecond)
+			e.waitOutcome(t, map[bool]string{true: outcomeCompleted, false: outcomeBlocked}[tc.stored], 1)
 			msgs, _ := e.store.Recent(context.Background(), "g", history.Window{})
 			if tc.stored != (len(msgs) == 2) {
 				t.Fatalf("stored %+v", msgs)
 			}
 			for _, m := range msgs {
-				if strings.Contains(m.Content, "BLOCKED") {
-					t.Fatal("blocked text stored")
+				if strings.Contains(m.Content, "Sure") || strings.Contains(m.Content, "cannot answer") {
+					t.Fatalf("text of a blocked attempt stored: %+v", msgs)
 				}
+			}
+			if got := counterValue(e.svc.m.modelTokens.WithLabelValues("output", "test-model")); got == 0 {
+				t.Fatal("no output tokens counted")
 			}
 		})
 	}
@@ -539,7 +573,16 @@ func TestConversation(t *testing.T) {
 			want: []string{"user:q", "assistant:x", "user:new"}},
 		{name: "empty answer and escalation", stored: []history.Message{u("q"), a(""), u("q2"), {Role: "assistant", Escalated: true}},
 			want: []string{"user:q", "assistant:" + noAnswer, "user:q2", "assistant:" + escalatedMarker, "user:new"}},
-		{name: "same roles merged", stored: []history.Message{u("q1"), u("q2")}, want: []string{"user:q1\n\nq2\n\nnew"}},
+		{name: "same roles merged, a trailing question gets no answer", stored: []history.Message{u("q1"), u("q2")},
+			want: []string{"user:q1\n\nq2", "assistant:" + noAnswer, "user:new"}},
+		{name: "char bound counts the new message", stored: []history.Message{u("12345"), a("67890")}, maxChars: 12,
+			want: []string{"user:new"}},
+		{name: "char bound fits exactly", stored: []history.Message{u("12345"), a("67890")}, maxChars: 13,
+			want: []string{"user:12345", "assistant:67890", "user:new"}},
+		{name: "characters, not bytes", stored: []history.Message{u("ééé"), a("ààà")}, maxChars: 9,
+			want: []string{"user:ééé", "assistant:ààà", "user:new"}},
+		{name: "message bound counts the new message", stored: []history.Message{u("q1"), a("a1")}, maxMsgs: 2,
+			want: []string{"user:new"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -45,6 +45,10 @@ type Step struct {
 	// Stall sends nothing more and holds the response open until the client
 	// goes away or the server closes.
 	Stall bool
+	// Gate, when not nil, holds the stream here until it is closed (tests
+	// use it to prove that a token reached the client before the rest of
+	// the answer was even produced).
+	Gate <-chan struct{}
 }
 
 // Script is the server's answer to one request.
@@ -425,6 +429,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, steps []Step, g 
 		return stop("guardrail_intervened", trace)
 	}
 	for _, st := range steps {
+		if st.Gate != nil {
+			select {
+			case <-st.Gate:
+			case <-r.Context().Done():
+				return errGone
+			case <-s.done:
+				return errGone
+			}
+		}
 		if err := wait(st.Delay); err != nil {
 			return err
 		}
