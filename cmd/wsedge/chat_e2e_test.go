@@ -19,6 +19,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/wsedge/wsedge/chat/model/fakebedrock"
 	"github.com/wsedge/wsedge/internal/testenv"
@@ -416,4 +417,184 @@ func TestChatTurnsThroughEdge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// api calls POST /api/thread/<op> with a fresh CSRF token.
+func (s *chatServer) api(t *testing.T, op, thread string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Get("http://" + s.addr + "/api/csrf-token/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ CSRFToken string }
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	req, _ := http.NewRequest("POST", "http://"+s.addr+"/api/thread/"+op, strings.NewReader(`{"thread_id":"`+thread+`"}`))
+	req.Header.Set("X-CSRFToken", tok.CSRFToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func chatFrame(thread, msg string) string {
+	b, _ := json.Marshal(map[string]any{"type": "chat", "message": msg, "thread_id": thread})
+	return string(b)
+}
+
+// readTurn reads an accepted turn to its end and returns the text shown.
+func (c *chatClient) readTurn() string {
+	c.t.Helper()
+	c.expect("session_started")
+	text := ""
+	for {
+		m := c.next()
+		switch m["type"] {
+		case "token":
+			text += m["content"].(string)
+		case "end":
+			return text
+		case "error":
+			c.t.Fatalf("turn failed: %v", m)
+		}
+	}
+}
+
+func runeCount(s string) int { return len([]rune(s)) }
+
+// Every byte bound of the chat, through the real binary with PostgreSQL
+// history: message length, turn rate, what is sent to the model, the stored
+// answer, the history API response, the summary request, and retention.
+func TestChatLimitsThroughEdge(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	srv := startChatServer(t, func(r fakebedrock.Request) fakebedrock.Script {
+		switch last := r.Messages[len(r.Messages)-1].Text; {
+		case r.ModelID == "summary-model":
+			return fakebedrock.Tokens([]string{"A summary."}, 0, "")
+		case strings.HasPrefix(last, "long-answer"):
+			return fakebedrock.Tokens([]string{strings.Repeat("x", 50), strings.Repeat("y", 50), strings.Repeat("z", 50)}, 0, "")
+		}
+		return fakebedrock.Tokens([]string{"Hi ", "there"}, 0, "")
+	}, "DATABASE_URL="+pg.URL, "BEDROCK_MODEL_ID_SUMMARY=summary-model", "CHAT_MAX_MESSAGE_CHARS=100", "CHAT_HISTORY_CHARS=300",
+		"CHAT_TURN_RATE=1", "CHAT_TURN_BURST=3", "CHAT_MAX_ANSWER_CHARS=100", "CHAT_HISTORY_API_BYTES=1KiB",
+		"CHAT_SUMMARY_CHARS=200", "CHAT_HISTORY_TTL=1h")
+
+	t.Run("CHAT_MAX_MESSAGE_CHARS", func(t *testing.T) {
+		c := srv.dial(t)
+		c.send(chatFrame("len", strings.Repeat("é", 101)))
+		if m := c.expect("error:invalid_message"); !strings.Contains(m["message"].(string), "100 characters") {
+			t.Fatalf("error %v", m)
+		}
+		c.send(chatFrame("len", strings.Repeat("é", 100))) // 200 bytes, 100 characters
+		c.readTurn()
+	})
+
+	t.Run("per-socket turn rate and what is sent to the model", func(t *testing.T) {
+		c := srv.dial(t)
+		for i := range 3 {
+			c.send(chatFrame("rate", fmt.Sprintf("%d%s", i, strings.Repeat("m", 99))))
+			c.readTurn()
+		}
+		c.send(chatFrame("rate", "one too many"))
+		c.expect("error:rate_limited")
+		// Another socket has its own allowance.
+		other := srv.dial(t)
+		other.send(chatFrame("rate", "from another socket"))
+		other.readTurn()
+		// CHAT_HISTORY_CHARS bounds each request, the new message included.
+		for _, r := range srv.fake.Requests() {
+			total := 0
+			for _, m := range r.Messages {
+				total += runeCount(m.Text)
+			}
+			if total > 300 {
+				t.Fatalf("%d characters sent to the model: %+v", total, r.Messages)
+			}
+		}
+		reqs := srv.fake.Requests()
+		last := reqs[len(reqs)-1].Messages
+		if last[len(last)-1].Text != "from another socket" || len(last) != 5 {
+			t.Fatalf("last request %+v", last)
+		}
+	})
+
+	t.Run("stored answer, history response and summary are bounded", func(t *testing.T) {
+		c := srv.dial(t)
+		c.send(chatFrame("ans", "long-answer please"))
+		if text := c.readTurn(); runeCount(text) != 150 {
+			t.Fatalf("client was sent %d characters, want all 150", runeCount(text))
+		}
+		status, hist := srv.api(t, "history", "ans")
+		msgs, _ := hist["messages"].([]any)
+		if status != 200 || len(msgs) != 2 || runeCount(msgs[1].(map[string]any)["content"].(string)) != 100 {
+			t.Fatalf("history %d %v", status, hist)
+		}
+
+		for i := range 15 {
+			if i%3 == 0 {
+				c = srv.dial(t)
+			}
+			c.send(chatFrame("big", fmt.Sprintf("%02d %s", i, strings.Repeat("b", 87))))
+			c.readTurn()
+		}
+		status, hist = srv.api(t, "history", "big")
+		msgs, _ = hist["messages"].([]any)
+		bytes := 0
+		for _, m := range msgs {
+			bytes += len(m.(map[string]any)["content"].(string))
+		}
+		if status != 200 || bytes > 1024 || bytes < 900 || msgs[len(msgs)-1].(map[string]any)["content"] != "Hi there" ||
+			!strings.HasPrefix(msgs[len(msgs)-2].(map[string]any)["content"].(string), "14 ") {
+			t.Fatalf("history: %d messages, %d bytes of content", len(msgs), bytes)
+		}
+
+		before := len(srv.fake.Requests())
+		if status, sum := srv.api(t, "summarize", "big"); status != 200 || sum["summary"] != "A summary." {
+			t.Fatalf("summary %d %v", status, sum)
+		}
+		reqs := srv.fake.Requests()
+		if len(reqs) != before+1 || reqs[before].ModelID != "summary-model" {
+			t.Fatalf("no summary request")
+		}
+		conv := reqs[before].Messages
+		total := 0
+		for _, m := range conv[:len(conv)-1] {
+			total += runeCount(m.Text)
+		}
+		if total > 200 || total == 0 || !strings.Contains(conv[len(conv)-1].Text, "Summarize") {
+			t.Fatalf("summary request carries %d characters of history", total)
+		}
+	})
+
+	t.Run("CHAT_HISTORY_TTL", func(t *testing.T) {
+		ctx := context.Background()
+		db, err := pgx.Connect(ctx, pg.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close(ctx)
+		if status, _ := srv.api(t, "history", "len"); status != 200 {
+			t.Fatalf("history before expiry: %d", status)
+		}
+		// An hour and a bit later, as far as the database clock is concerned.
+		if _, err := db.Exec(ctx, `UPDATE chat_messages SET created_at = now() - interval '61 minutes' WHERE thread_id = 'len'`); err != nil {
+			t.Fatal(err)
+		}
+		if status, body := srv.api(t, "history", "len"); status != 404 {
+			t.Fatalf("expired thread: %d %v", status, body)
+		}
+		// The next turn of the thread does not send expired messages either.
+		c := srv.dial(t)
+		c.send(chatFrame("len", "after expiry"))
+		c.readTurn()
+		reqs := srv.fake.Requests()
+		if last := reqs[len(reqs)-1].Messages; len(last) != 1 || last[0].Text != "after expiry" {
+			t.Fatalf("expired history sent to the model: %+v", last)
+		}
+	})
 }
