@@ -76,43 +76,14 @@ func NewBedrock(cfg BedrockConfig) (*Bedrock, error) {
 	if cfg.AWS.HTTPClient == nil {
 		cfg.AWS.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(TransportOptions(cfg.Clients))
 	}
-	// Wrapped, the client is no longer an *awshttp.BuildableClient, which
-	// the SDK would copy (with a transport of its own) for every
-	// bedrockruntime.Client: all streams share this one client and its
-	// connection pool.
+	if bc, ok := cfg.AWS.HTTPClient.(*awshttp.BuildableClient); ok {
+		// One client for every stream (HTTP/2 where offered, see
+		// upstream). Left a BuildableClient, it would be copied by the SDK,
+		// with a transport of its own, for every bedrockruntime.Client.
+		cfg.AWS.HTTPClient = newUpstream(bc)
+	}
 	cfg.AWS.HTTPClient = hideWriteTo{cfg.AWS.HTTPClient}
 	return &Bedrock{cfg: cfg, free: make(chan *bedrockruntime.Client, cfg.Clients)}, nil
-}
-
-// TransportOptions are the settings of the one HTTP transport that every
-// Bedrock stream shares (apply them to an awshttp.BuildableClient, which
-// keeps the SDK's defaults and AWS_CA_BUNDLE). streams is the most streams
-// open at once (CHAT_WORKERS):
-//
-//   - HTTP/2 whenever the endpoint offers it by ALPN (Bedrock's HTTPS
-//     endpoints do), even with a custom CA bundle: streams are multiplexed
-//     on a few connections (a new one when the server's
-//     SETTINGS_MAX_CONCURRENT_STREAMS is reached), so a turn does not pay a
-//     TCP and TLS handshake before its first token;
-//   - HTTP/1.1 otherwise (plain http:// endpoints, such as local fakes): one
-//     connection per open stream, so at most streams connections per host
-//     and as many kept idle for the next turns;
-//   - idle connections close after 90 s; an HTTP/2 connection with no frame
-//     for 15 s is pinged and dropped if the ping is not answered within 5 s,
-//     so a dead connection does not hold every stream multiplexed on it.
-//
-// Go's HTTP/2 client resends a request only when the server refused its
-// stream unprocessed (REFUSED_STREAM, GOAWAY): no stream that started is
-// ever retried.
-func TransportOptions(streams int) func(*http.Transport) {
-	return func(t *http.Transport) {
-		t.ForceAttemptHTTP2 = true
-		t.MaxConnsPerHost = max(streams, 1)
-		t.MaxIdleConnsPerHost = max(streams, 1)
-		t.MaxIdleConns = max(streams, 1)
-		t.IdleConnTimeout = 90 * time.Second
-		t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 5 * time.Second}
-	}
 }
 
 // hideWriteTo works around a race of the SDK over plain HTTP/1.1: once the
