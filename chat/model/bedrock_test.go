@@ -281,53 +281,63 @@ func TestBedrockGuardrailStreamProcessing(t *testing.T) {
 	}
 }
 
-// Every stream shares one transport: over TLS the fake offers HTTP/2, and
-// many concurrent and sequential streams use a single TCP connection.
-func TestBedrockSharedHTTP2Transport(t *testing.T) {
-	srv, err := fakebedrock.StartTLS(func(r fakebedrock.Request) fakebedrock.Script {
-		return fakebedrock.Tokens([]string{"x", r.Proto}, time.Millisecond, "")
-	})
-	if err != nil {
-		t.Fatal(err)
+// Every stream shares one client: over TLS the fake offers HTTP/2, and
+// many concurrent and sequential streams use a single TCP connection, from
+// a cold start (one dial at a time per host); an HTTPS endpoint without
+// HTTP/2 is served over HTTP/1.1.
+func TestBedrockSharedUpstream(t *testing.T) {
+	tests := []struct {
+		name  string
+		start func(fakebedrock.Handler) (*fakebedrock.Server, error)
+		proto string
+		conns func(n int64) bool
+	}{
+		{"https with h2", fakebedrock.StartTLS, "HTTP/2.0", func(n int64) bool { return n == 1 }},
+		{"https without h2", fakebedrock.StartTLSHTTP1, "HTTP/1.1", func(n int64) bool { return n >= 2 && n <= 33 }},
+		{"plain http", fakebedrock.Start, "HTTP/1.1", func(n int64) bool { return n >= 2 && n <= 32 }},
 	}
-	t.Cleanup(func() { _ = srv.Close() })
-	roots := srv.RootCAs()
-	b := newBedrock(t, srv.URL, func(c *model.BedrockConfig) {
-		c.Clients = 32
-		c.AWS.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(model.TransportOptions(32), func(tr *http.Transport) {
-			tr.TLSClientConfig.RootCAs = roots
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, err := tc.start(func(r fakebedrock.Request) fakebedrock.Script {
+				return fakebedrock.Tokens([]string{"x", r.Proto}, time.Millisecond, "")
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = srv.Close() })
+			roots := srv.RootCAs()
+			b := newBedrock(t, srv.URL, func(c *model.BedrockConfig) {
+				c.Clients = 32
+				c.AWS.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(model.TransportOptions(32), func(tr *http.Transport) {
+					tr.TLSClientConfig.RootCAs = roots
+				})
+			})
+			for round := range 3 {
+				var wg sync.WaitGroup
+				errs := make(chan error, 32)
+				for range 32 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						text, _, err := collect(b, context.Background(), hello)
+						if err == nil && text != "x"+tc.proto {
+							err = fmt.Errorf("round %d: text %q", round, text)
+						}
+						if err != nil {
+							errs <- err
+						}
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					t.Fatal(err)
+				}
+			}
+			// 96 streams, 32 at a time.
+			if n := srv.Connections(); !tc.conns(n) {
+				t.Fatalf("%d TCP connections for 96 streams", n)
+			}
 		})
-	})
-	// Concurrent first requests may each dial before the first connection
-	// has negotiated HTTP/2; one request first makes the count exact.
-	if _, _, err := collect(b, context.Background(), hello); err != nil {
-		t.Fatal(err)
-	}
-	for round := range 3 {
-		var wg sync.WaitGroup
-		errs := make(chan error, 32)
-		for range 32 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				text, _, err := collect(b, context.Background(), hello)
-				if err == nil && text != "xHTTP/2.0" {
-					err = fmt.Errorf("round %d: text %q", round, text)
-				}
-				if err != nil {
-					errs <- err
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
-	}
-	// 97 streams, 32 at a time: one connection (the Go HTTP/2 server allows
-	// 250 streams on one).
-	if n := srv.Connections(); n != 1 {
-		t.Fatalf("%d TCP connections for 97 streams", n)
 	}
 }

@@ -162,15 +162,18 @@ type Server struct {
 }
 
 // Start listens on a free 127.0.0.1 port and serves h over plain HTTP/1.1.
-func Start(h Handler) (*Server, error) { return start(h, false) }
+func Start(h Handler) (*Server, error) { return start(h, false, false) }
 
 // StartTLS serves h over TLS with a self-signed certificate for 127.0.0.1,
-// offering HTTP/2 and HTTP/1.1 by ALPN (the Go HTTP/2 server allows 250
-// concurrent streams per connection). Clients trust it through CertPEM or
-// RootCAs.
-func StartTLS(h Handler) (*Server, error) { return start(h, true) }
+// offering HTTP/2 by ALPN (the Go HTTP/2 server allows 250 concurrent
+// streams per connection). Clients trust it through CertPEM or RootCAs.
+func StartTLS(h Handler) (*Server, error) { return start(h, true, true) }
 
-func start(h Handler, tls bool) (*Server, error) {
+// StartTLSHTTP1 serves h over TLS with HTTP/1.1 only, like an HTTPS proxy
+// that does not speak HTTP/2.
+func StartTLSHTTP1(h Handler) (*Server, error) { return start(h, true, false) }
+
+func start(h Handler, tls, h2 bool) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("fakebedrock listen: %w", err)
@@ -185,7 +188,7 @@ func start(h Handler, tls bool) (*Server, error) {
 			}
 		}}}
 	if tls {
-		s.ts.EnableHTTP2 = true
+		s.ts.EnableHTTP2 = h2
 		s.ts.StartTLS()
 	} else {
 		s.ts.Start()
