@@ -108,6 +108,8 @@ func TestRejectedFrames(t *testing.T) {
 		{"channel not string", `{"type":"chat","message":"hi","channel":1}`, "invalid_message"},
 		{"web without data", `{"type":"chat","message":"hi","channel":"web"}`, "data_required"},
 		{"web with null data", `{"type":"chat","message":"hi","channel":"web","data":null}`, "data_required"},
+		{"message too long", `{"type":"chat","message":"` + strings.Repeat("é", 4001) + `"}`, "invalid_message"},
+		{"message far too long", `{"type":"chat","message":"` + strings.Repeat("a", 100000) + `"}`, "invalid_message"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,6 +142,45 @@ func TestRejectedFrames(t *testing.T) {
 			t.Fatalf("frames %v", got)
 		}
 	})
+}
+
+// The per-socket turn bucket: TurnBurst turns at once, then rate_limited
+// (the socket stays usable); a turn refused busy gives its token back.
+func TestTurnRate(t *testing.T) {
+	e := newEnv(t, Config{TurnBurst: 2, TurnRate: 1, Workers: 1, Queue: 1}, nil, false, 0)
+	sink := newSink()
+	c := e.svc.Open(connID, sink)
+	for i := 1; i <= 2; i++ {
+		c.OnText([]byte(`{"type":"chat","message":"hi"}`))
+		sink.wait(t, "end", i)
+	}
+	c.OnText([]byte(`{"type":"chat","message":"hi"}`))
+	if got := sink.types(); got[len(got)-1] != "error:rate_limited" {
+		t.Fatalf("frames %v", got)
+	}
+	if got := counterValue(e.svc.m.rejections.WithLabelValues("rate_limited")); got != 1 {
+		t.Fatalf("rate_limited counted %v times", got)
+	}
+	// A fresh socket has its own bucket; busy refunds.
+	c2 := e.svc.Open(connID, newSink())
+	c2.mu.Lock()
+	c2.allowance = 1
+	c2.mu.Unlock()
+	for range 2 { // hold the worker and the queue place
+		if err := e.svc.pool.admit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2 := newSink()
+	c2.sink = s2
+	c2.OnText([]byte(`{"type":"chat","message":"hi"}`))
+	if got := s2.types(); len(got) != 1 || got[0] != "error:busy" || c2.allowance < 1 {
+		t.Fatalf("frames %v allowance %v", got, c2.allowance)
+	}
+	e.svc.pool.release()
+	e.svc.pool.release()
+	c2.OnText([]byte(`{"type":"chat","message":"hi"}`))
+	s2.wait(t, "end", 1)
 }
 
 var hex32 = regexp.MustCompile(`^[0-9a-f]{32}$`)
