@@ -335,13 +335,22 @@ func TestChatTurnsThroughEdge(t *testing.T) {
 				c.expect("end")
 			})
 
-			t.Run("cancel ends the turn and closes the upstream stream", func(t *testing.T) {
-				c := srv.dial(t)
+			// stalled starts a turn whose upstream stalls after one token;
+			// closed waits until the fake has seen that stream closed.
+			stalled := func(t *testing.T, msg string) (c *chatClient, closed func()) {
+				c = srv.dial(t)
 				aborted := srv.fake.Aborted()
-				c.send(`{"type":"chat","message":"stall cancel","thread_id":"cancel"}`)
+				c.send(chatFrame("stalled", msg))
 				c.expect("session_started")
 				c.expect("token")
-				c.send(`{"type":"chat","message":"second","thread_id":"cancel"}`)
+				return c, func() {
+					testenv.WaitFor(t, "upstream stream closed", 5*time.Second, func() bool { return srv.fake.Aborted() == aborted+1 })
+				}
+			}
+
+			t.Run("cancel ends the turn and closes the upstream stream", func(t *testing.T) {
+				c, closed := stalled(t, "stall cancel")
+				c.send(chatFrame("stalled", "second"))
 				c.expect("error:turn_in_progress")
 				start := time.Now()
 				c.send(`{"type":"cancel"}`)
@@ -349,18 +358,14 @@ func TestChatTurnsThroughEdge(t *testing.T) {
 				if d := time.Since(start); d > time.Second {
 					t.Fatalf("cancel took %v to end the turn", d)
 				}
-				testenv.WaitFor(t, "upstream stream closed", 5*time.Second, func() bool { return srv.fake.Aborted() == aborted+1 })
+				closed()
 				wellBehaved()
 			})
 
 			t.Run("disconnect closes the upstream stream", func(t *testing.T) {
-				c := srv.dial(t)
-				aborted := srv.fake.Aborted()
-				c.send(`{"type":"chat","message":"stall gone","thread_id":"gone"}`)
-				c.expect("session_started")
-				c.expect("token")
+				c, closed := stalled(t, "stall gone")
 				c.conn.Close()
-				testenv.WaitFor(t, "upstream stream closed", 5*time.Second, func() bool { return srv.fake.Aborted() == aborted+1 })
+				closed()
 				wellBehaved()
 			})
 
