@@ -181,7 +181,10 @@ func start(h Handler, tls, h2 bool) (*Server, error) {
 	s := &Server{handler: h, done: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /model/{modelId}/converse-stream", s.converseStream)
-	s.ts = &httptest.Server{Listener: ln, Config: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+	// The header timeout also bounds the TLS handshake: generous, so that
+	// a benchmark on a saturated machine measures wsedge, not the fake
+	// dropping connections mid-handshake.
+	s.ts = &httptest.Server{Listener: ln, Config: &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second,
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			if st == http.StateNew {
 				s.conns.Add(1)
