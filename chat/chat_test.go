@@ -539,6 +539,35 @@ func TestGuardrailRewrites(t *testing.T) {
 	}
 }
 
+// Cancelled after a rewrite, before the regenerated answer showed anything:
+// the client kept nothing, so nothing is stored (not even the message that
+// provoked the guardrail).
+func TestCancelAfterRewriteStoresNothing(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	e := newEnv(t, Config{}, func(fakebedrock.Request) fakebedrock.Script {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if n == 1 {
+			s := fakebedrock.Tokens([]string{"forbidden"}, 0, "")
+			s.Guardrail = &fakebedrock.Guardrail{Blocked: []string{"forbidden"}}
+			return s
+		}
+		return fakebedrock.Script{Steps: []fakebedrock.Step{{Stall: true}}}
+	}, true, 0)
+	sink := newSink()
+	c := e.svc.Open(connID, sink)
+	c.OnText([]byte(`{"type":"chat","message":"provoke","thread_id":"rw"}`))
+	sink.wait(t, "rewrite", 1)
+	c.OnText([]byte(`{"type":"cancel"}`))
+	sink.wait(t, "end", 1)
+	e.waitOutcome(t, outcomeCancelled, 1)
+	if msgs, _ := e.store.Recent(context.Background(), "rw", history.Window{}); len(msgs) != 0 {
+		t.Fatalf("stored %+v", msgs)
+	}
+}
+
 func TestShutdownCancelsTurns(t *testing.T) {
 	e := newEnv(t, Config{}, func(fakebedrock.Request) fakebedrock.Script {
 		return fakebedrock.Script{Steps: []fakebedrock.Step{{Text: "a"}, {Stall: true}}}

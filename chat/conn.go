@@ -369,6 +369,10 @@ func (s *Service) execute(t *turn) (outcome, kind string, err error) {
 			return outcomeBlocked, "", nil
 		}
 	}
+	// A cancelled or disconnected turn stores what the client kept, unless
+	// all it kept was discarded by a rewrite: the message that provoked the
+	// guardrail is not stored either.
+	reached = reached && (t.rewrites == 0 || t.answer.Len() > 0)
 	if err != nil {
 		switch cause := context.Cause(t.ctx); {
 		case errors.Is(cause, errClientCancel):
