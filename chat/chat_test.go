@@ -545,7 +545,7 @@ func TestGuardrailRewrites(t *testing.T) {
 func TestCancelAfterRewriteStoresNothing(t *testing.T) {
 	var mu sync.Mutex
 	n := 0
-	e := newEnv(t, Config{}, func(fakebedrock.Request) fakebedrock.Script {
+	e := newEnv(t, Config{Rewrites: 2}, func(fakebedrock.Request) fakebedrock.Script {
 		mu.Lock()
 		defer mu.Unlock()
 		n++
