@@ -162,6 +162,11 @@ func TestTurnRate(t *testing.T) {
 		t.Fatalf("rate_limited counted %v times", got)
 	}
 	// A fresh socket has its own bucket; busy refunds.
+	for deadline := time.Now().Add(10 * time.Second); len(e.svc.pool.slots) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) { // the workers give their slots back after the turn is counted
+			t.Fatal("pool slots not released")
+		}
+	}
 	c2 := e.svc.Open(connID, newSink())
 	c2.mu.Lock()
 	c2.allowance = 1
