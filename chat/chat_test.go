@@ -110,6 +110,7 @@ func TestRejectedFrames(t *testing.T) {
 		{"web with null data", `{"type":"chat","message":"hi","channel":"web","data":null}`, "data_required"},
 		{"message too long", `{"type":"chat","message":"` + strings.Repeat("é", 4001) + `"}`, "invalid_message"},
 		{"message far too long", `{"type":"chat","message":"` + strings.Repeat("a", 100000) + `"}`, "invalid_message"},
+		{"data too large", `{"type":"chat","message":"hi","channel":"web","data":"` + strings.Repeat("d", 16<<10) + `"}`, "invalid_message"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -176,6 +176,10 @@ func (c *Conn) OnText(payload []byte) {
 			return
 		}
 	}
+	if len(in["data"]) > c.s.cfg.MaxDataBytes {
+		fail(codeInvalidMessage, fmt.Sprintf(`"data" is larger than %d bytes`, c.s.cfg.MaxDataBytes))
+		return
+	}
 	if channel == "web" && isNull(in["data"]) {
 		fail(codeDataRequired, `"data" is required when "channel" is "web"`)
 		return

@@ -57,6 +57,11 @@ type Config struct {
 	// MaxMessageChars caps a chat message; longer is invalid_message
 	// [4000]. It must not exceed HistoryChars, so a new message always fits.
 	MaxMessageChars int
+	// MaxDataBytes caps the raw JSON of a chat frame's "data" (kept with
+	// the turn and mirrored to session listeners); larger is
+	// invalid_message [16 KiB]. With MaxMessageChars it bounds the bytes an
+	// admitted turn holds, so the pool's places are bounded in bytes too.
+	MaxDataBytes int
 	// MaxAnswerChars caps the answer stored in history (the client is sent
 	// the whole answer, itself bounded by BEDROCK_MAX_TOKENS) [16000].
 	MaxAnswerChars int
@@ -96,6 +101,7 @@ func (c *Config) defaults() {
 	def(&c.MaxMessageChars, 4000)
 	c.MaxMessageChars = min(c.MaxMessageChars, c.HistoryChars)
 	def(&c.MaxAnswerChars, 16000)
+	def(&c.MaxDataBytes, 16<<10)
 	def(&c.TurnBurst, 5)
 	if c.TurnRate <= 0 {
 		c.TurnRate = 20

@@ -84,6 +84,8 @@ func loadChatConfig(e env, secretKey string) (chatConfig, error) {
 	}
 	s.MaxAnswerChars, err = e.integer(16000, 100, 1<<22, "CHAT_MAX_ANSWER_CHARS")
 	check(err)
+	s.MaxDataBytes, err = e.size(16<<10, 64, 1<<20, "CHAT_MAX_DATA_BYTES")
+	check(err)
 	rate, err := e.integer(20, 1, 60000, "CHAT_TURN_RATE")
 	check(err)
 	s.TurnRate = float64(rate)

@@ -489,7 +489,7 @@ func TestChatLimitsThroughEdge(t *testing.T) {
 		"CHAT_TURN_RATE=1", "CHAT_TURN_BURST=3", "CHAT_MAX_ANSWER_CHARS=100", "CHAT_HISTORY_API_BYTES=1KiB",
 		"CHAT_SUMMARY_CHARS=200", "CHAT_HISTORY_TTL=1h")
 
-	t.Run("CHAT_MAX_MESSAGE_CHARS", func(t *testing.T) {
+	t.Run("CHAT_MAX_MESSAGE_CHARS and CHAT_MAX_DATA_BYTES", func(t *testing.T) {
 		c := srv.dial(t)
 		c.send(chatFrame("len", strings.Repeat("é", 101)))
 		if m := c.expect("error:invalid_message"); !strings.Contains(m["message"].(string), "100 characters") {
@@ -497,6 +497,11 @@ func TestChatLimitsThroughEdge(t *testing.T) {
 		}
 		c.send(chatFrame("len", strings.Repeat("é", 100))) // 200 bytes, 100 characters
 		c.readTurn()
+		// CHAT_MAX_DATA_BYTES (default 16 KiB): data is kept with the turn.
+		c.send(`{"type":"chat","message":"hi","thread_id":"len","channel":"web","data":"` + strings.Repeat("d", 16<<10) + `"}`)
+		if m := c.expect("error:invalid_message"); !strings.Contains(m["message"].(string), "data") {
+			t.Fatalf("error %v", m)
+		}
 	})
 
 	t.Run("per-socket turn rate and what is sent to the model", func(t *testing.T) {

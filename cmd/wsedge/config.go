@@ -103,6 +103,7 @@ var settings = []struct {
 	{key: "CHAT_HISTORY_CHARS", help: "history characters sent to the model (docs/CHAT.md)"},
 	{key: "CHAT_MAX_MESSAGE_CHARS", help: "longest chat message; longer: invalid_message (default 4000)"},
 	{key: "CHAT_MAX_ANSWER_CHARS", help: "longest answer stored in history (default 16000)"},
+	{key: "CHAT_MAX_DATA_BYTES", help: "largest \"data\" of a chat message; larger: invalid_message (default 16KiB)"},
 	{key: "CHAT_TURN_RATE", help: "chat turns one socket may start per minute; over it: rate_limited (default 20)"},
 	{key: "CHAT_TURN_BURST", help: "chat turns one socket may start at once above CHAT_TURN_RATE (default 5)"},
 	{key: "CHAT_HISTORY_TTL", help: "chat history retention, memory and PostgreSQL; 0: keep (default 720h)"},
