@@ -11,7 +11,6 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
@@ -25,7 +24,7 @@ type Deps struct {
 	// OpenChat serves /ws/chat/; nil answers 404.
 	OpenChat OpenChat
 	// API serves /api/*, off the event loops; nil answers 404.
-	API      fasthttp.RequestHandler
+	API      APIHandler
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 }
@@ -37,11 +36,12 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	metrics  *metrics
+	refusals *refusalLog
 	hub      *Hub
 	presence presence.Store
 	broker   broker.Broker
 	openChat OpenChat
-	api      fasthttp.RequestHandler
+	api      APIHandler
 
 	presenceSem  chan struct{}
 	presenceBufs sync.Pool // *[]byte, for presence frames
@@ -73,6 +73,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		cfg:         cfg,
 		log:         d.Logger,
 		metrics:     newMetrics(d.Registry),
+		refusals:    newRefusalLog(d.Logger, refusalLogBurst, time.Second),
 		hub:         d.Hub,
 		presence:    d.Presence,
 		broker:      d.Broker,

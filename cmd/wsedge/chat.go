@@ -13,12 +13,12 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/chat"
 	"github.com/wsedge/wsedge/chat/api"
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/chat/model"
+	"github.com/wsedge/wsedge/edge"
 )
 
 // chatConfig is the chat side's configuration, parsed once.
@@ -58,8 +58,6 @@ func loadChatConfig(e env, secretKey string) (chatConfig, error) {
 		_, _ = rand.Read(c.API.CSRFSecret)
 		c.CSRFSecretRandom = true
 	}
-	c.API.Timeout, err = e.duration(2*time.Minute, time.Second, time.Hour, "CHAT_API_TIMEOUT")
-	check(err)
 	c.API.MaxBody, err = e.size(64<<10, 1<<10, 16<<20, "CHAT_API_MAX_BODY")
 	check(err)
 
@@ -152,7 +150,7 @@ func loadChatConfig(e env, secretKey string) (chatConfig, error) {
 // newChat builds model, history store (running migrations), worker pool and
 // API handler. close drains turns and releases the pool/db.
 func newChat(ctx context.Context, cfg chatConfig, mirror chat.Mirror, log *slog.Logger,
-	reg prometheus.Registerer) (svc *chat.Service, apiHandler fasthttp.RequestHandler, close func(context.Context) error, err error) {
+	reg prometheus.Registerer) (svc *chat.Service, apiHandler edge.APIHandler, close func(context.Context) error, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/chat/model/fakebedrock"
+	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/internal/testenv"
 )
 
@@ -152,15 +153,17 @@ func (s *testSink) text() string {
 	return b.String()
 }
 
-func callAPI(t *testing.T, h fasthttp.RequestHandler, method, path, token, body string) (int, map[string]any) {
+func callAPI(t *testing.T, h edge.APIHandler, method, path, token, body string) (int, map[string]any) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	var rc fasthttp.RequestCtx
 	rc.Request.Header.SetMethod(method)
 	rc.Request.SetRequestURI(path)
 	rc.Request.Header.Set("Authorization", "Bearer key")
 	rc.Request.Header.Set("X-CSRFToken", token)
 	rc.Request.SetBodyString(body)
-	h(&rc)
+	h(ctx, &rc)
 	var out map[string]any
 	if err := json.Unmarshal(rc.Response.Body(), &out); err != nil {
 		t.Fatalf("%s: %q", path, rc.Response.Body())
@@ -198,7 +201,7 @@ func TestNewChatBedrockPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	start := func() (func(context.Context) error, fasthttp.RequestHandler, *testSink) {
+	start := func() (func(context.Context) error, edge.APIHandler, *testSink) {
 		svc, h, closeFn, err := newChat(ctx, cfg, nil, nil, prometheus.NewRegistry())
 		if err != nil {
 			t.Fatal(err)

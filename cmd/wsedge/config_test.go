@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"log/slog"
@@ -91,6 +92,8 @@ func TestConfigValues(t *testing.T) {
 		{"ADMIN_ADDR", cfgProd("ADMIN_ADDR", ":9191"), func(c config) bool { return c.AdminAddr == ":9191" }},
 		{"INSTANCE_ID", cfgProd("INSTANCE_ID", "i-0abc"), func(c config) bool { return c.Edge.InstanceID == "i-0abc" }},
 		{"AUTH_API_KEY", cfgProd("AUTH_API_KEY", "k"), func(c config) bool { return c.Edge.AuthAPIKey == "k" }},
+		{"ALLOW_MISSING_ORIGIN", cfgProd("ALLOW_MISSING_ORIGIN", "1"), func(c config) bool { return c.Edge.AllowMissingOrigin }},
+		{"ALLOW_MISSING_ORIGIN off by default", cfgProd(), func(c config) bool { return !c.Edge.AllowMissingOrigin }},
 		{"EVENT_LOOPS", cfgProd("EVENT_LOOPS", " 3 "), func(c config) bool { return c.Edge.EventLoops == 3 }},
 		{"MAX_CONNECTIONS", cfgProd("MAX_CONNECTIONS", "20000"), func(c config) bool { return c.Edge.MaxConnections == 20000 }},
 		{"HELLO_TIMEOUT", cfgProd("HELLO_TIMEOUT", "1m"), func(c config) bool { return c.Edge.HelloTimeout == time.Minute }},
@@ -117,6 +120,13 @@ func TestConfigValues(t *testing.T) {
 		{"DEBUG false", cfgProd("DEBUG", "false"), func(c config) bool { return !c.Edge.Debug }},
 		{"DEBUG empty is the default", cfgProd("DEBUG", ""), func(c config) bool { return !c.Edge.Debug }},
 		{"debug keeps a placeholder secret", map[string]string{"DEBUG": "1", "SECRET_KEY": "changeme"}, func(c config) bool { return c.SecretKey == "changeme" }},
+		// The edge answers /api/*: the chat API's settings must reach it.
+		{"CHAT_API_TIMEOUT reaches the edge", cfgProd("CHAT_API_TIMEOUT", "45s"), func(c config) bool { return c.Edge.APITimeout == 45*time.Second }},
+		{"CHAT_API_TIMEOUT default", cfgProd(), func(c config) bool { return c.Edge.APITimeout == 2*time.Minute }},
+		{"CHAT_API_MAX_BODY reaches the edge", cfgProd("CHAT_API_MAX_BODY", "256KiB"), func(c config) bool {
+			return c.Edge.MaxBodyBytes == 256<<10 && c.Chat.API.MaxBody == 256<<10
+		}},
+		{"CHAT_API_MAX_BODY default", cfgProd(), func(c config) bool { return c.Edge.MaxBodyBytes == 64<<10 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if c := cfgLoad(t, tc.env); !tc.check(c) {
@@ -164,13 +174,13 @@ func TestConfigProductionRefusals(t *testing.T) {
 		want []string // substrings of the error
 	}{
 		{"nothing set (DEBUG defaults to 0)", map[string]string{}, []string{"SECRET_KEY", "DEBUG=1", "ALLOWED_HOSTS"}},
-		{"missing secret", map[string]string{"DEBUG": "0", "ALLOWED_HOSTS": "a.com"}, []string{"SECRET_KEY", "DJANGO_SECRET_KEY", "at least 16"}},
+		{"missing secret", map[string]string{"DEBUG": "0", "ALLOWED_HOSTS": "a.com"}, []string{"SECRET_KEY", "DJANGO_SECRET_KEY", "at least 32"}},
 		{"empty secret", cfgProd("SECRET_KEY", ""), []string{"SECRET_KEY"}},
 		{"blank secret", cfgProd("SECRET_KEY", "                    "), []string{"SECRET_KEY"}},
 		{"placeholder secret", cfgProd("SECRET_KEY", "changeme"), []string{"SECRET_KEY"}},
 		{"django-insecure secret", cfgProd("SECRET_KEY", "django-insecure-9f$k2#x!p0q@w8e7r6t5y4u3i2o1"), []string{"SECRET_KEY"}},
 		{"long secret containing change-me", cfgProd("SECRET_KEY", "please-change-me-before-deploying"), []string{"SECRET_KEY"}},
-		{"short secret", cfgProd("SECRET_KEY", "abc123XYZ"), []string{"SECRET_KEY", "16"}},
+		{"short secret", cfgProd("SECRET_KEY", "abc123XYZ"), []string{"SECRET_KEY", "32"}},
 		{"15 characters", cfgProd("SECRET_KEY", "abcdefghijklmno"), []string{"SECRET_KEY"}},
 		{"missing allowed hosts", map[string]string{"SECRET_KEY": cfgSecret}, []string{"ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS", "Origin"}},
 		{"allowed hosts only separators", cfgProd("ALLOWED_HOSTS", " , ,"), []string{"ALLOWED_HOSTS"}},
@@ -192,7 +202,8 @@ func TestConfigProductionRefusals(t *testing.T) {
 	if msg := cfgLoadErr(t, cfgProd("ALLOWED_HOSTS", "")); strings.Contains(msg, "SECRET_KEY") {
 		t.Fatalf("SECRET_KEY reported although valid:\n%s", msg)
 	}
-	if c := cfgLoad(t, cfgProd("SECRET_KEY", "exactly-16-chars")); c.SecretKey != "exactly-16-chars" {
+	const random32 = "q7X2mZ9rT4vB1nK8wE5yH3jL6pD0sF9g"
+	if c := cfgLoad(t, cfgProd("SECRET_KEY", random32)); c.SecretKey != random32 {
 		t.Fatalf("secret %q", c.SecretKey)
 	}
 }
@@ -203,6 +214,7 @@ func TestConfigBadValues(t *testing.T) {
 		want       string // besides the key itself
 	}{
 		{"DEBUG", "maybe", "0 or 1"},
+		{"ALLOW_MISSING_ORIGIN", "sometimes", "0 or 1"},
 		{"DJANGO_DEBUG", "2", "0 or 1"},
 		{"EVENT_LOOPS", "four", "whole number"},
 		{"EVENT_LOOPS", "0", "between 1 and 256"},
@@ -297,8 +309,70 @@ func TestConfigSizes(t *testing.T) {
 			}
 		})
 	}
-	if c := cfgLoad(t, cfgProd("OUTBOUND_QUEUE_CAP", "4KiB")); c.Edge.OutboundCap != 4096 {
-		t.Fatalf("OUTBOUND_QUEUE_CAP=4KiB gave %d", c.Edge.OutboundCap)
+	small := cfgProd("OUTBOUND_QUEUE_CAP", "8KiB", "MAX_MESSAGE_SIZE", "1KiB", "PRESENCE_MAX_MEMBERS", "2")
+	if c := cfgLoad(t, small); c.Edge.OutboundCap != 8192 {
+		t.Fatalf("OUTBOUND_QUEUE_CAP=8KiB gave %d", c.Edge.OutboundCap)
+	}
+}
+
+// The outbound cap must hold the largest frame the server sends for one
+// request: unset, it is raised to that floor; set below it, start-up fails
+// with the floor in the message.
+func TestConfigOutboundCapFloor(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		want    int // 0: an error is expected
+		wantErr string
+	}{
+		{name: "default holds a max-size echo and a full presence answer", env: cfgProd(), want: 2 << 20},
+		{name: "raised for a larger message size", env: cfgProd("MAX_MESSAGE_SIZE", "4MiB"), want: 4<<20 + 1024 + 4096},
+		{name: "raised for a larger presence answer", env: cfgProd("PRESENCE_MAX_MEMBERS", "5000"), want: 512 + 5000*1440 + 4096},
+		{name: "explicit cap below an echo", env: cfgProd("OUTBOUND_QUEUE_CAP", "1MiB"), wantErr: "outbound cap 1048576 is below 1444608"},
+		{name: "explicit cap below a presence answer", env: cfgProd("OUTBOUND_QUEUE_CAP", "64KiB", "MAX_MESSAGE_SIZE", "16KiB"),
+			wantErr: "outbound cap 65536 is below"},
+		{name: "explicit cap at the floor", env: cfgProd("OUTBOUND_QUEUE_CAP", "1444608"), want: 1444608},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.wantErr != "" {
+				if msg := cfgLoadErr(t, tc.env); !strings.Contains(msg, tc.wantErr) {
+					t.Fatalf("error %q does not mention %q", msg, tc.wantErr)
+				}
+				return
+			}
+			c := cfgLoad(t, tc.env)
+			if c.Edge.OutboundCap != tc.want {
+				t.Fatalf("outbound cap %d, want %d", c.Edge.OutboundCap, tc.want)
+			}
+			if c.Edge.OutboundCap < c.Edge.MinOutboundCap() {
+				t.Fatalf("cap %d below its floor %d", c.Edge.OutboundCap, c.Edge.MinOutboundCap())
+			}
+		})
+	}
+}
+
+// The hardening settings reach edge.Config and are checked.
+func TestConfigHardeningSettings(t *testing.T) {
+	c := cfgLoad(t, cfgProd("FRAME_TIMEOUT", "3s", "BYTE_RATE", "64KiB", "BYTE_BURST", "2MiB", "PRESENCE_MAX_MEMBERS", "50"))
+	if c.Edge.FrameTimeout != 3*time.Second || c.Edge.ByteRate != 64<<10 || c.Edge.ByteBurst != 2<<20 || c.Edge.PresenceMaxMembers != 50 {
+		t.Fatalf("got frame timeout %v, byte rate %d, burst %d, presence max %d",
+			c.Edge.FrameTimeout, c.Edge.ByteRate, c.Edge.ByteBurst, c.Edge.PresenceMaxMembers)
+	}
+	if d := cfgLoad(t, cfgProd()).Edge; d.FrameTimeout != 10*time.Second || d.FrameTimeout >= d.PongTimeout {
+		t.Fatalf("default frame timeout %v, pong timeout %v", d.FrameTimeout, d.PongTimeout)
+	}
+	if c := cfgLoad(t, cfgProd("MAX_MESSAGE_SIZE", "8MiB")); c.Edge.ByteBurst != 16<<20 {
+		t.Fatalf("byte burst %d for an 8 MiB message size, want twice it", c.Edge.ByteBurst)
+	}
+	if c := cfgLoad(t, cfgProd("BYTE_RATE", "0")); c.Edge.ByteRate != 0 {
+		t.Fatalf("BYTE_RATE=0 gave %d", c.Edge.ByteRate)
+	}
+	for _, env := range []map[string]string{
+		cfgProd("BYTE_BURST", "1KiB"), // below MAX_MESSAGE_SIZE
+		cfgProd("PRESENCE_MAX_MEMBERS", "0"),
+		cfgProd("FRAME_TIMEOUT", "0s"),
+	} {
+		cfgLoadErr(t, env)
 	}
 }
 
@@ -442,38 +516,24 @@ func TestConfigSettingsHaveFlags(t *testing.T) {
 	}
 }
 
-func TestIsPlaceholderSecret(t *testing.T) {
+// DEBUG=0 without AUTH_API_KEY starts, with a warning that the API is open.
+func TestConfigWarnings(t *testing.T) {
 	for _, tc := range []struct {
-		secret string
-		want   bool
+		name string
+		env  map[string]string
+		want bool
 	}{
-		{"", true},
-		{"   ", true},
-		{"changeme", true},
-		{"CHANGEME", true},
-		{"change-me", true},
-		{"change_me", true},
-		{"secret", true},
-		{"dev", true},
-		{"development", true},
-		{"placeholder", true},
-		{"your-secret-key", true},
-		{"your_secret_key", true},
-		{"insecure", true},
-		{"test", true},
-		{"  changeme  ", true},
-		{"django-insecure-0123456789abcdefghijklmnop", true},
-		{"Django-Insecure-0123456789abcdefghijklmnop", true},
-		{"please-change-me-in-production-0123", true},
-		{"CHANGEME-0123456789abcdefghij", true},
-		{"abcdefghijklmno", true}, // 15 characters
-		{"abcdefghijklmnop", false},
-		{cfgSecret, false},
-		{"a-secure-key-of-some-length", false},
-		{"a-test-secret-that-is-long-enough", false},
+		{"production without API key", cfgProd(), true},
+		{"production with API key", cfgProd("AUTH_API_KEY", "k"), false},
+		{"debug without API key", map[string]string{"DEBUG": "1"}, false},
 	} {
-		if got := isPlaceholderSecret(tc.secret); got != tc.want {
-			t.Errorf("isPlaceholderSecret(%q) = %v, want %v", tc.secret, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			cfgLoad(t, tc.env).warnings(slog.New(slog.NewTextHandler(&buf, nil)))
+			got := strings.Contains(buf.String(), "level=WARN") && strings.Contains(buf.String(), "AUTH_API_KEY")
+			if got != tc.want {
+				t.Fatalf("warning logged: %v, want %v: %q", got, tc.want, buf.String())
+			}
+		})
 	}
 }
