@@ -35,7 +35,7 @@ type metrics struct {
 }
 
 // newMetrics registers the chat metrics on reg; gauges read the pool.
-func newMetrics(reg prometheus.Registerer, p *pool) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, p *pool, modelIDs []string) (*metrics, error) {
 	latency := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m := &metrics{
 		turns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_turns_total",
@@ -71,10 +71,14 @@ func newMetrics(reg prometheus.Registerer, p *pool) (*metrics, error) {
 	}
 	// Known label values start at zero, so that rate() and alerts see a
 	// series before the first event.
+	for _, id := range modelIDs {
+		m.modelTokens.WithLabelValues("input", id)
+		m.modelTokens.WithLabelValues("output", id)
+	}
 	for _, o := range []string{outcomeCompleted, outcomeEscalated, outcomeCancelled, outcomeDisconnected, outcomeBlocked, outcomeFailed} {
 		m.turns.WithLabelValues(o)
 	}
-	for _, r := range []string{"full", "shutting_down"} {
+	for _, r := range []string{"full", "shutting_down", "rate_limited"} {
 		m.rejections.WithLabelValues(r)
 	}
 	for _, k := range []string{model.KindThrottled, model.KindModel, model.KindUnavailable, model.KindValidation,

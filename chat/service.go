@@ -164,7 +164,7 @@ func New(cfg Config, m model.Model, h history.Store, mirror Mirror, log *slog.Lo
 	s := &Service{cfg: cfg, model: m, mirror: mirror, log: log}
 	s.base, s.cancelBase = context.WithCancelCause(context.Background())
 	p := newPool(cfg.Workers, cfg.Queue, s.run)
-	met, err := newMetrics(reg, p)
+	met, err := newMetrics(reg, p, m.ModelIDs())
 	if err != nil {
 		p.stop()
 		return nil, fmt.Errorf("chat metrics: %w", err)

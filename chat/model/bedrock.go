@@ -107,6 +107,14 @@ func (h hideWriteTo) Do(r *http.Request) (*http.Response, error) {
 // Name implements Model.
 func (b *Bedrock) Name() string { return "bedrock:" + b.cfg.ChatModelID }
 
+// ModelIDs implements Model.
+func (b *Bedrock) ModelIDs() []string {
+	if b.cfg.SummaryModelID == b.cfg.ChatModelID {
+		return []string{b.cfg.ChatModelID}
+	}
+	return []string{b.cfg.ChatModelID, b.cfg.SummaryModelID}
+}
+
 // Guarded implements Model.
 func (b *Bedrock) Guarded() bool { return b.cfg.GuardrailID != "" }
 

@@ -26,6 +26,9 @@ const LocalEscalationTrigger = "human"
 // Name implements Model.
 func (Local) Name() string { return "local" }
 
+// ModelIDs implements Model.
+func (Local) ModelIDs() []string { return []string{"local"} }
+
 // Guarded implements Model: the local model has no guardrail.
 func (Local) Guarded() bool { return false }
 

@@ -73,6 +73,9 @@ type Result struct {
 type Model interface {
 	// Name labels the model in logs and metrics ("local", "bedrock:<id>").
 	Name() string
+	// ModelIDs lists the ids a Result.ModelID can take (chat and summary
+	// models), so that their token counters exist from start.
+	ModelIDs() []string
 	// Guarded reports whether a guardrail vets the answers: an attempt it
 	// stops (Result.Blocked) is regenerated, and the client told to discard
 	// what it was shown of it.
