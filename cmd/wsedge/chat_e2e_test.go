@@ -33,8 +33,7 @@ type chatServer struct {
 	fake        *fakebedrock.Server
 	cmd         *exec.Cmd
 	done        chan struct{}
-	logMu       sync.Mutex
-	logs        strings.Builder
+	logs        testenv.Buffer
 }
 
 func startChatServer(t *testing.T, h fakebedrock.Handler, vars ...string) *chatServer {
@@ -62,21 +61,11 @@ func startChatServer(t *testing.T, h fakebedrock.Handler, vars ...string) *chatS
 		"AWS_ENDPOINT_URL_BEDROCK_RUNTIME="+fake.URL, "AWS_CA_BUNDLE="+ca, "AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent")
 	s.cmd.Env = append(s.cmd.Env, vars...)
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.cmd.Stderr = &s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			s.logMu.Lock()
-			s.logs.WriteString(sc.Text() + "\n")
-			s.logMu.Unlock()
-		}
 		_ = s.cmd.Wait()
 		close(s.done)
 	}()
@@ -98,11 +87,7 @@ func startChatServer(t *testing.T, h fakebedrock.Handler, vars ...string) *chatS
 	return s
 }
 
-func (s *chatServer) log() string {
-	s.logMu.Lock()
-	defer s.logMu.Unlock()
-	return s.logs.String()
-}
+func (s *chatServer) log() string { return s.logs.String() }
 
 // chatClient is a /ws/chat/ socket whose frames a goroutine reads into a
 // channel, so that a test can wait for one with a deadline.
