@@ -57,6 +57,25 @@ func TestLoadChatConfig(t *testing.T) {
 					t.Fatalf("%+v", c)
 				}
 			}},
+		{name: "limits", vars: map[string]string{"CHAT_MAX_MESSAGE_CHARS": "500", "CHAT_TURN_RATE": "6", "CHAT_TURN_BURST": "2",
+			"CHAT_HISTORY_TTL": "0", "CHAT_HISTORY_API_BYTES": "64KiB", "CHAT_SUMMARY_CHARS": "9000", "CHAT_MAX_ANSWER_CHARS": "2000",
+			"CHAT_MEMORY_HISTORY_BYTES": "16MiB"},
+			check: func(t *testing.T, c chatConfig) {
+				s := c.Service
+				if s.MaxMessageChars != 500 || s.TurnRate != 6 || s.TurnBurst != 2 || c.HistoryTTL != 0 || s.HistoryBytes != 64<<10 ||
+					s.SummaryChars != 9000 || s.MaxAnswerChars != 2000 || c.MemoryHistoryBytes != 16<<20 {
+					t.Fatalf("%+v", c)
+				}
+			}},
+		{name: "limit defaults", check: func(t *testing.T, c chatConfig) {
+			s := c.Service
+			if s.MaxMessageChars != 4000 || s.TurnRate != 20 || s.TurnBurst != 5 || c.HistoryTTL != 720*time.Hour ||
+				s.HistoryBytes != 256<<10 || s.SummaryChars != 32000 || s.MaxAnswerChars != 16000 || c.MemoryHistoryBytes != 256<<20 {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{name: "limit errors", vars: map[string]string{"CHAT_MAX_MESSAGE_CHARS": "30000", "CHAT_HISTORY_TTL": "30s", "CHAT_TURN_RATE": "0"},
+			errs: []string{"CHAT_MAX_MESSAGE_CHARS=30000 must not exceed CHAT_HISTORY_CHARS=24000", "CHAT_HISTORY_TTL=30s", "CHAT_TURN_RATE"}},
 		{name: "summary model", vars: map[string]string{"BEDROCK_MODEL_ID_CHAT": "m1", "BEDROCK_MODEL_ID_SUMMARY": "m2"},
 			check: func(t *testing.T, c chatConfig) {
 				if c.Bedrock.SummaryModelID != "m2" {

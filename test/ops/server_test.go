@@ -87,7 +87,7 @@ func startServer(t *testing.T, env map[string]string) *server {
 	s := &server{Addr: testenv.FreeAddr(t), AdminAddr: testenv.FreeAddr(t), log: &lockedBuffer{}}
 	vars := map[string]string{
 		"ADDR": s.Addr, "ADMIN_ADDR": s.AdminAddr, "INSTANCE_ID": "ops-test",
-		"DEBUG": "0", "SECRET_KEY": "ops-test-secret-4f9d2c7e1b", "ALLOWED_HOSTS": "127.0.0.1",
+		"DEBUG": "0", "SECRET_KEY": "ops-test-secret-4f9d2c7e1b-Zq8xW3vK0pL5mN7", "ALLOWED_HOSTS": "127.0.0.1",
 		"CONSOLE": "1", "EVENT_LOOPS": "2", "LOG_FORMAT": "text", "LOG_LEVEL": "info",
 		"LOCAL_MODEL_DELAY": "0s", "DRAIN_TIMEOUT": "2s", "DRAIN_SPREAD": "100ms", "RECONNECT_JITTER": "200ms",
 		"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME"),
