@@ -24,7 +24,7 @@ var (
 	// unprovokedTypes: "route type" of server frames this scenario does not
 	// make the server send.
 	unprovokedTypes = map[string]string{
-		"chat rewrite": "needs a Bedrock guardrail; cmd/wsedge/chat_e2e_test.go provokes it against the fake Bedrock",
+		"chat rewrite":            "needs a Bedrock guardrail; cmd/wsedge/chat_e2e_test.go provokes it against the fake Bedrock",
 		"session recovery_failed": "sent only with SESSION_HISTORY_SIZE > 0, which this scenario does not set; edge/resume_test.go provokes every reason",
 	}
 	// unprovokedErrors: error codes shown in examples that the scenario does
