@@ -61,6 +61,7 @@ var settings = []struct {
 	{key: "MAX_MESSAGE_SIZE", help: "largest incoming message, e.g. 1MiB (default 1MiB)"},
 	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013 (default 1MiB)"},
 	{key: "MAX_CONNECTIONS", help: "open sockets cap (default 100000)"},
+	{key: "READY_MAX_CONNECTIONS", help: "/ready/ fails (503) from this many WebSockets, so new ones go to other pods; 0: only at MAX_CONNECTIONS (default 0)"},
 	{key: "MESSAGE_RATE", help: "messages one socket may send per second; over it: rate_limited, message dropped (default 1000; 0: no cap)"},
 	{key: "MESSAGE_BURST", help: "burst allowed above MESSAGE_RATE (default 2000)"},
 	{key: "HELLO_TIMEOUT", help: "time to send hello on a session socket (default 30s)"},
@@ -187,6 +188,8 @@ func loadConfig(e env) (config, error) {
 	ec.OutboundCap, err = e.size(ec.OutboundCap, 4096, 256<<20, "OUTBOUND_QUEUE_CAP")
 	keep(err)
 	ec.MaxConnections, err = e.integer(ec.MaxConnections, 1, 10_000_000, "MAX_CONNECTIONS")
+	keep(err)
+	ec.ReadyMaxConnections, err = e.integer(ec.ReadyMaxConnections, 0, ec.MaxConnections, "READY_MAX_CONNECTIONS")
 	keep(err)
 	ec.MessageRate, err = e.integer(ec.MessageRate, 0, 10_000_000, "MESSAGE_RATE")
 	keep(err)
