@@ -3,8 +3,31 @@ package edge
 import (
 	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
+
+// registerProbeMetrics exports what the readiness decision reads, so that
+// alerts (the chart's PrometheusRule) can say "near MAX_CONNECTIONS" and
+// "drain stuck" without knowing the configuration.
+func registerProbeMetrics(reg prometheus.Registerer, s *Server) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wsedge_draining", Help: "1 once a graceful shutdown has begun (/health/ and /ready/ answer 503).",
+		}, func() float64 {
+			if s.draining.Load() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wsedge_max_connections", Help: "MAX_CONNECTIONS: open sockets beyond it are refused.",
+		}, func() float64 { return float64(s.cfg.MaxConnections) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wsedge_ready_max_connections", Help: "READY_MAX_CONNECTIONS: /ready/ fails from this many WebSockets (0: off).",
+		}, func() float64 { return float64(s.cfg.ReadyMaxConnections) }),
+	)
+}
 
 // probe answers the Kubernetes probes on the loop (no allocation beyond the
 // reply, nothing that can block):

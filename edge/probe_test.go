@@ -132,6 +132,34 @@ func TestProbesWhileDraining(t *testing.T) {
 		probeWant{"/ready/", 503, `"draining"`}, probeWant{"/health/", 503, `"draining"`}, probeWant{"/live/", 200, `"ok"`})
 	a.send(`{"type":"broadcast","msg":1}`)
 	a.expectType("session_message")
+	if v := gaugeValue(t, ts, "wsedge_draining"); v != 1 {
+		t.Errorf("wsedge_draining = %v, want 1", v)
+	}
+}
+
+func gaugeValue(t *testing.T, ts *testServer, name string) float64 {
+	t.Helper()
+	mfs, err := ts.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s", name)
+	return 0
+}
+
+func TestProbeGauges(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, func(c *Config) { c.MaxConnections, c.ReadyMaxConnections = 500, 400 })
+	for name, want := range map[string]float64{"wsedge_draining": 0, "wsedge_max_connections": 500, "wsedge_ready_max_connections": 400} {
+		if v := gaugeValue(t, ts, name); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
 }
 
 func TestProbeMethods(t *testing.T) {

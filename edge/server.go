@@ -69,7 +69,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, errors.New("edge: hub, broker, presence, logger and registry are required")
 	}
 	d.Hub.SetBroker(d.Broker)
-	return &Server{
+	s := &Server{
 		cfg:         cfg,
 		log:         d.Logger,
 		metrics:     newMetrics(d.Registry),
@@ -83,7 +83,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		booted:      make(chan struct{}),
 		loops:       make(map[gnet.EventLoop]*loopState),
 		done:        make(chan struct{}),
-	}, nil
+	}
+	registerProbeMetrics(d.Registry, s)
+	return s, nil
 }
 
 // Serve runs the engine until Shutdown (or a fatal listener error).
