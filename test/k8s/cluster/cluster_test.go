@@ -164,18 +164,7 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	kubectl("", "create", "secret", "generic", "wsedge-secrets",
 		"--from-literal=SECRET_KEY=0123456789abcdef0123456789abcdef",
 		"--from-literal=REDIS_URL=redis://:password@redis.example.internal:6379/0")
-	values := writeValues(t, `
-image: {repository: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/wsedge, tag: v0.1.0}
-replicaCount: 3
-config: {allowedHosts: app.example.com}
-secrets: {existingSecret: wsedge-secrets}
-redis: {existingSecret: wsedge-secrets}
-drain: {timeoutSeconds: 20, preStopSeconds: 1}
-rollout: {minReadySeconds: 1}
-serviceAccount:
-  annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::123456789012:role/wsedge-bedrock"}
-ingress: {enabled: true, hosts: [app.example.com]}
-`)
+	values := writeValues(t, readmeValues(t))
 	if _, err := cluster.Helm(ctx, "install", "wsedge", chartDir, "-n", ns, "-f", values, "--wait", "--timeout", "3m"); err != nil {
 		t.Fatal(err)
 	}
@@ -268,6 +257,30 @@ ingress: {enabled: true, hosts: [app.example.com]}
 	if s := kubectl("", "get", "secrets", "-o", "name"); s != "secret/wsedge-secrets" {
 		t.Errorf("secrets left: %q", s)
 	}
+}
+
+// readmeValues is the values-eks.yaml of the README's Kubernetes steps, so
+// that the test installs what the README tells users to install.
+func readmeValues(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), "`values-eks.yaml`:\n")
+	if !ok {
+		t.Fatal("README: no values-eks.yaml step")
+	}
+	_, after, ok = strings.Cut(after, "```yaml\n")
+	block, _, ok2 := strings.Cut(after, "```")
+	if !ok || !ok2 {
+		t.Fatal("README: no yaml block after values-eks.yaml")
+	}
+	var lines []string
+	for _, l := range strings.Split(block, "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "   ")) // the list item's indentation
+	}
+	return strings.Join(lines, "\n")
 }
 
 // `helm install` refuses bad values with the schema's (or the chart's) message.
