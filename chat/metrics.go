@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsedge/wsedge/chat/history"
+	"github.com/wsedge/wsedge/chat/model"
 )
 
 // Turn outcomes, the label of wsedge_chat_turns_total.
@@ -61,6 +62,18 @@ func newMetrics(reg prometheus.Registerer, p *pool) (*metrics, error) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	// Known label values start at zero, so that rate() and alerts see a
+	// series before the first event.
+	for _, o := range []string{outcomeCompleted, outcomeEscalated, outcomeCancelled, outcomeDisconnected, outcomeBlocked, outcomeFailed} {
+		m.turns.WithLabelValues(o)
+	}
+	for _, r := range []string{"full", "shutting_down"} {
+		m.rejections.WithLabelValues(r)
+	}
+	for _, k := range []string{model.KindThrottled, model.KindModel, model.KindUnavailable, model.KindValidation,
+		model.KindTruncated, model.KindTimeout, model.KindStalled, model.KindOther, "history"} {
+		m.upstream.WithLabelValues(k)
 	}
 	return m, nil
 }

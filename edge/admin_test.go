@@ -2,10 +2,15 @@ package edge
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsedge/wsedge/internal/version"
 )
 
 // The admin listener exposes the edge's series with Prometheus names, and the
@@ -69,4 +74,47 @@ func TestAdminMetrics(t *testing.T) {
 		t.Fatalf("pprof: %v %v", err, resp)
 	}
 	resp.Body.Close()
+}
+
+// The admin root lists its endpoints, each listed endpoint answers, and
+// wsedge_build_info carries the build's identity.
+func TestAdminIndexAndBuildInfo(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	v := version.Info{Version: "v9.9.9", Revision: "abc123", GoVersion: "go1.26.8"}
+	reg.MustRegister(NewBuildInfo(v))
+	admin, err := ListenAdmin("127.0.0.1:0", reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + admin.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, index := get("/")
+	if code != 200 {
+		t.Fatalf("GET / = %d", code)
+	}
+	for _, e := range adminEndpoints {
+		if !strings.Contains(index, e.path) {
+			t.Errorf("index does not list %s:\n%s", e.path, index)
+		}
+		if code, _ := get(e.path); code != 200 {
+			t.Errorf("GET %s = %d", e.path, code)
+		}
+	}
+	_, metrics := get("/metrics")
+	want := `wsedge_build_info{goversion="go1.26.8",revision="abc123",version="v9.9.9"} 1`
+	if !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	if code, _ := get("/nope"); code != 404 {
+		t.Errorf("GET /nope = %d, want 404", code)
+	}
 }

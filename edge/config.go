@@ -26,6 +26,10 @@ type Config struct {
 	Debug bool
 	// AllowedHosts holds Django ALLOWED_HOSTS patterns for the Origin check.
 	AllowedHosts []string
+	// AllowMissingOrigin lets upgrades without an Origin header through the
+	// Origin check (native clients send none; browsers always do). A present
+	// but unlisted Origin is still refused.
+	AllowMissingOrigin bool
 	// AuthAPIKey, when set, guards the /ws/chat/ upgrade.
 	AuthAPIKey string
 

@@ -41,7 +41,7 @@ func startServer(t testing.TB, mutate func(*Config)) *testServer {
 	return startServerWith(t, mutate, Deps{})
 }
 
-// startServerWith also takes the optional parts of Deps (API, OpenChat).
+// startServerWith also takes the optional parts of Deps (API, OpenChat, Logger).
 func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer {
 	t.Helper()
 	cfg := Defaults()
@@ -57,6 +57,9 @@ func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer
 	hub := NewHub()
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if extra.Logger != nil {
+		log = extra.Logger
+	}
 	srv, err := New(cfg, Deps{
 		Hub: hub, Broker: broker.NewMemory(hub.Deliver), Presence: presence.NewMemory(),
 		Logger: log, Registry: reg, API: extra.API, OpenChat: extra.OpenChat,

@@ -91,7 +91,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"outbound_cap", "write_timeout"} {
 		m.slowConsumers.WithLabelValues(r)
 	}
-	for _, r := range []string{"max_connections", "handshake_timeout", "presence_concurrency", "api_concurrency", "rate_limited"} {
+	for _, r := range []string{"max_connections", "handshake_timeout", "presence_concurrency", "api_concurrency", "rate_limited",
+		reasonOriginMissing, reasonOriginNotAllowed, reasonUnauthorized} {
 		m.rejected.WithLabelValues(r)
 	}
 	return m

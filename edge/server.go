@@ -37,6 +37,7 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	metrics  *metrics
+	refusals *refusalLog
 	hub      *Hub
 	presence presence.Store
 	broker   broker.Broker
@@ -73,6 +74,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		cfg:         cfg,
 		log:         d.Logger,
 		metrics:     newMetrics(d.Registry),
+		refusals:    newRefusalLog(d.Logger, refusalLogBurst, time.Second),
 		hub:         d.Hub,
 		presence:    d.Presence,
 		broker:      d.Broker,

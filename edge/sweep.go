@@ -22,6 +22,7 @@ func (s *Server) sweeper() {
 			for _, ls := range s.allLoops() {
 				ls.run(ls.sweep)
 			}
+			s.refusals.flush()
 		}
 	}
 }

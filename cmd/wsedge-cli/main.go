@@ -1,7 +1,8 @@
-// Command wsedge-cli is a small interactive WebSocket client for wsedge
-// session streams, used by the README walkthrough:
+// Command wsedge-cli is a small interactive WebSocket client for wsedge, used
+// by the README walkthroughs, for session streams and chat alike:
 //
 //	wsedge-cli [-hello user_type[,client_type]] [-grace 1s] ws://127.0.0.1:8000/ws/session/11/
+//	wsedge-cli ws://127.0.0.1:8000/ws/chat/
 //
 // Every text frame received is printed on its own line on stdout; every
 // stdin line is sent as a text frame. On stdin EOF it waits -grace for
@@ -79,10 +80,25 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	origin := fs.String("origin", "", "Origin header to send (needed when the server runs with DEBUG=0)")
 	timeout := fs.Duration("timeout", 10*time.Second, "connect and upgrade timeout")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: wsedge-cli [flags] ws://host:port/ws/session/<id>/")
+		fmt.Fprint(fs.Output(), `usage: wsedge-cli [flags] URL
+
+URL is a wsedge WebSocket route:
+  ws://host:port/ws/session/<id>/   a session stream; the server wants a hello first: use -hello
+  ws://host:port/ws/chat/           chat turns; add ?authorization=<key> when AUTH_API_KEY is set
+
+Every text frame received is printed on its own line; every line typed is sent as a text frame
+(JSON, e.g. {"type":"presence"} or {"type":"chat","message":"hi","thread_id":"t1"}).
+With a server running DEBUG=0, pass -origin with an allowed origin (or the server sets
+ALLOW_MISSING_ORIGIN=1).
+
+flags:
+`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() != 1 {

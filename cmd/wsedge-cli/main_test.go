@@ -4,34 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wsedge/wsedge/bench/baseline/server"
+	"github.com/wsedge/wsedge/internal/testenv"
 )
-
-// syncBuffer is written by the CLI's reader goroutine and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // frames parses stdout: one JSON object per line.
 func frames(t *testing.T, out string) []map[string]any {
@@ -87,7 +72,7 @@ func TestCLI(t *testing.T) {
 	url := baseline(t) + "/ws/session/cli/"
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var out, errb syncBuffer
+			var out, errb testenv.Buffer
 			args := append(append([]string{"-grace", "300ms"}, tc.args...), url)
 			code := run(context.Background(), args, strings.NewReader(tc.stdin), &out, &errb)
 			if code != tc.code {
@@ -108,7 +93,7 @@ func TestCLI(t *testing.T) {
 func TestListenerSeesBroadcast(t *testing.T) {
 	url := baseline(t) + "/ws/session/walk/"
 	pr, pw := io.Pipe()
-	var out, errb syncBuffer
+	var out, errb testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(context.Background(), []string{"-hello", "agent,web", "-grace", "100ms", url}, pr, &out, &errb)
@@ -122,7 +107,7 @@ func TestListenerSeesBroadcast(t *testing.T) {
 	}
 	// Presence from the sender proves the listener's hello was handled
 	// before the broadcast goes out.
-	var sout, serr syncBuffer
+	var sout, serr testenv.Buffer
 	stdin := "{\"type\":\"presence\"}\n{\"type\":\"broadcast\",\"msg\":\"hello\"}\n"
 	if code := run(context.Background(), []string{"-hello", "admin", "-grace", "300ms", url}, strings.NewReader(stdin), &sout, &serr); code != 0 {
 		t.Fatalf("sender exit %d: %s", code, serr.String())
@@ -161,6 +146,44 @@ func TestHelloFlag(t *testing.T) {
 		b, err := helloJSON(tc.in)
 		if (err != nil) != tc.bad || (!tc.bad && string(b) != tc.want) {
 			t.Errorf("helloJSON(%q) = %s, %v", tc.in, b, err)
+		}
+	}
+}
+
+// The built client: -h documents both routes and exits 0; a missing URL is
+// a usage error (2).
+func TestCLIUsage(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "wsedge-cli")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"-h"}, 0},
+		{[]string{"-help"}, 0},
+		{nil, 2},
+		{[]string{"-nope", "ws://x/"}, 2},
+	} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code {
+			t.Errorf("wsedge-cli %v: exit %d, want %d", tc.args, code, tc.code)
+		}
+		for _, want := range []string{"/ws/session/<id>/", "/ws/chat/", "-hello", "-origin"} {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("wsedge-cli %v usage lacks %q:\n%s", tc.args, want, stderr.String())
+			}
 		}
 	}
 }

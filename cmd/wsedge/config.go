@@ -24,45 +24,31 @@ type config struct {
 	Chat      chatConfig
 }
 
-// placeholderSecrets are values shipped in examples; DEBUG=0 refuses them.
-var placeholderSecrets = []string{
-	"", "changeme", "change-me", "change_me", "secret", "dev", "development", "placeholder",
-	"your-secret-key", "your_secret_key", "insecure", "test",
-}
-
-func isPlaceholderSecret(s string) bool {
-	l := strings.ToLower(strings.TrimSpace(s))
-	if strings.HasPrefix(l, "django-insecure") || strings.Contains(l, "change-me") || strings.Contains(l, "changeme") {
-		return true
-	}
-	for _, p := range placeholderSecrets {
-		if l == p {
-			return true
-		}
-	}
-	return len(l) < 16
-}
-
 // settings lists every environment variable main knows; each also has a flag
 // (ADMIN_ADDR → -admin-addr) that takes precedence over the environment,
 // except secrets, which would show in the process list: those are read from
-// the environment only.
+// the environment (or the .env file) only. Boolean settings may be given as
+// a bare flag (-debug). "(default X)" in a help text must be the real
+// default: TestConfigHelpDefaults loads X and compares.
 var settings = []struct {
 	key, help string
 	secret    bool
+	boolean   bool
 }{
+	{key: "ENV_FILE", help: "file of KEY=value lines read at start-up; the real environment wins over it (default: .env in the working directory, if present)"},
 	{key: "ADDR", help: "HTTP/WebSocket listen address (default 0.0.0.0:8000)"},
 	{key: "ADMIN_ADDR", help: "admin listener for /metrics and pprof (default 127.0.0.1:9090)"},
 	{key: "INSTANCE_ID", help: "name of this instance (default: host name)"},
-	{key: "DEBUG", help: "1 skips the Origin check and allows a placeholder SECRET_KEY (alias DJANGO_DEBUG; default 0)"},
-	{key: "ALLOWED_HOSTS", help: "comma-separated Django-style host patterns for the Origin check (alias DJANGO_ALLOWED_HOSTS)"},
-	{key: "SECRET_KEY", help: "secret for signed tokens; required when DEBUG=0 (alias DJANGO_SECRET_KEY)", secret: true},
+	{key: "DEBUG", boolean: true, help: "1 skips the Origin check and allows a placeholder SECRET_KEY (alias DJANGO_DEBUG) (default 0)"},
+	{key: "ALLOWED_HOSTS", help: "comma-separated Django-style host patterns for the Origin check (alias DJANGO_ALLOWED_HOSTS); required when DEBUG=0"},
+	{key: "ALLOW_MISSING_ORIGIN", boolean: true, help: "1 lets WebSocket clients that send no Origin header (native apps, wsedge-cli) through when DEBUG=0 (default 0)"},
+	{key: "SECRET_KEY", help: "secret for signed tokens; required when DEBUG=0: 32+ random characters, no example value (alias DJANGO_SECRET_KEY)", secret: true},
 	{key: "EVENT_LOOPS", help: "gnet event loops (default: number of CPUs)"},
 	{key: "MAX_MESSAGE_SIZE", help: "largest incoming message, e.g. 1MiB (default 1MiB)"},
 	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013 (default 1MiB)"},
 	{key: "MAX_CONNECTIONS", help: "open sockets cap (default 100000)"},
 	{key: "READY_MAX_CONNECTIONS", help: "/ready/ fails (503) from this many WebSockets, so new ones go to other pods; 0: only at MAX_CONNECTIONS (default 0)"},
-	{key: "MESSAGE_RATE", help: "messages one socket may send per second; over it: rate_limited, message dropped (default 1000; 0: no cap)"},
+	{key: "MESSAGE_RATE", help: "messages one socket may send per second; over it: rate_limited, message dropped; 0: no cap (default 1000)"},
 	{key: "MESSAGE_BURST", help: "burst allowed above MESSAGE_RATE (default 2000)"},
 	{key: "HELLO_TIMEOUT", help: "time to send hello on a session socket (default 30s)"},
 	{key: "PING_INTERVAL", help: "idle time before the server pings (default 20s)"},
@@ -88,49 +74,110 @@ var settings = []struct {
 	{key: "CSRF_SECRET_KEY", help: "CSRF token secret (default: SECRET_KEY)", secret: true},
 	{key: "DATABASE_URL", help: "PostgreSQL for chat history; empty: in-memory, or the PSQL_* variables (docs/CHAT.md)", secret: true},
 	{key: "DATABASE_MAX_CONNS", help: "PostgreSQL pool size (default 10)"},
-	{key: "BEDROCK_MODEL_ID_CHAT", help: "Bedrock model for chat; empty: the local demo model"},
+	{key: "BEDROCK_MODEL_ID_CHAT", help: "Bedrock model for chat; empty: the local demo model (default empty)"},
 	{key: "BEDROCK_MODEL_ID_SUMMARY", help: "Bedrock model for summaries (default: the chat model)"},
-	{key: "AWS_BEDROCK_REGION", help: "Bedrock region (default: the AWS SDK's region)"},
-	{key: "BEDROCK_GUARDRAIL_ID", help: "optional Bedrock guardrail (with BEDROCK_GUARDRAIL_VERSION)"},
-	{key: "BEDROCK_GUARDRAIL_VERSION", help: "version of the guardrail"},
-	{key: "MAXIMUM_GUARDRAIL_REWRITES", help: "regenerations of an answer a guardrail blocked (docs/CHAT.md)"},
-	{key: "BEDROCK_RETRIES", help: "SDK retries before a stream starts (default 0: fail fast)"},
-	{key: "BEDROCK_IDLE_TIMEOUT", help: "a stream with no event this long fails (docs/CHAT.md)"},
-	{key: "BEDROCK_MAX_TOKENS", help: "answer length cap (docs/CHAT.md)"},
-	{key: "CHAT_WORKERS", help: "chat turns streaming at once (docs/CHAT.md)"},
-	{key: "CHAT_QUEUE", help: "accepted chat turns waiting for a worker; beyond: busy (docs/CHAT.md)"},
-	{key: "CHAT_TURN_TIMEOUT", help: "per-turn deadline (docs/CHAT.md)"},
-	{key: "CHAT_HISTORY_MESSAGES", help: "history messages sent to the model (docs/CHAT.md)"},
-	{key: "CHAT_HISTORY_CHARS", help: "history characters sent to the model (docs/CHAT.md)"},
-	{key: "CHAT_SYSTEM_PROMPT", help: "system prompt for chat turns (docs/CHAT.md)"},
-	{key: "CHAT_API_MAX_BODY", help: "HTTP API body cap (docs/CHAT.md)"},
-	{key: "CHAT_API_TIMEOUT", help: "HTTP API call bound (docs/CHAT.md)"},
-	{key: "LOCAL_MODEL_DELAY", help: "pause between the local demo model's words (docs/CHAT.md)"},
+	{key: "AWS_BEDROCK_REGION", help: "Bedrock region (default: the AWS SDK's region, from AWS_REGION or the instance)"},
+	{key: "BEDROCK_GUARDRAIL_ID", help: "Bedrock guardrail, set together with BEDROCK_GUARDRAIL_VERSION (default: none)"},
+	{key: "BEDROCK_GUARDRAIL_VERSION", help: "version of the guardrail (default: none)"},
+	{key: "MAXIMUM_GUARDRAIL_REWRITES", help: "regenerations of an answer a guardrail blocked, 0-10 (default 2)"},
+	{key: "BEDROCK_RETRIES", help: "SDK retries before a stream starts; 0: fail fast (default 0)"},
+	{key: "BEDROCK_IDLE_TIMEOUT", help: "a stream with no event this long fails (default 30s)"},
+	{key: "BEDROCK_MAX_TOKENS", help: "answer length cap in tokens (default 1024)"},
+	{key: "CHAT_WORKERS", help: "chat turns streaming at once (default 256)"},
+	{key: "CHAT_QUEUE", help: "accepted chat turns waiting for a worker; beyond: busy (default 256)"},
+	{key: "CHAT_TURN_TIMEOUT", help: "per-turn deadline (default 2m)"},
+	{key: "CHAT_HISTORY_MESSAGES", help: "history messages sent to the model (default 20)"},
+	{key: "CHAT_HISTORY_CHARS", help: "history characters sent to the model (default 24000)"},
+	{key: "CHAT_SYSTEM_PROMPT", help: "system prompt for chat turns (default: a short customer-support prompt, docs/CHAT.md)"},
+	{key: "CHAT_API_MAX_BODY", help: "HTTP API body cap (default 64KiB)"},
+	{key: "CHAT_API_TIMEOUT", help: "HTTP API call bound (default 2m)"},
+	{key: "LOCAL_MODEL_DELAY", help: "pause between the local demo model's words (default 30ms)"},
 }
 
 func flagName(key string) string { return strings.ToLower(strings.ReplaceAll(key, "_", "-")) }
 
-// parseFlags returns an env that sees flags first, then lookup.
+// errVersion is returned by parseFlags for -version and `wsedge version`.
+var errVersion = errors.New("version requested")
+
+// settingFlag keeps a flag's text for env to parse like the variable it
+// stands for; a boolean one may be given bare (-debug means -debug=1).
+type settingFlag struct {
+	value   string
+	boolean bool
+}
+
+func (f *settingFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.value
+}
+
+func (f *settingFlag) Set(v string) error { f.value = v; return nil }
+
+func (f *settingFlag) IsBoolFlag() bool { return f.boolean }
+
+// joinBoolValues rewrites "-debug 0" as "-debug=0": the flag package reads a
+// bare boolean flag as true and the 0 as an argument, yet "-debug 0" is how
+// every other setting is written. Only values env.boolean understands are
+// joined, so "-debug version" still means "-debug" then "version".
+func joinBoolValues(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		out = append(out, a)
+		if a == "--" || !strings.HasPrefix(a, "-") || strings.Contains(a, "=") || i+1 == len(args) {
+			continue
+		}
+		name := strings.TrimLeft(a, "-")
+		for _, s := range settings {
+			if s.boolean && flagName(s.key) == name {
+				switch strings.ToLower(args[i+1]) {
+				case "0", "1", "true", "false", "yes", "no", "on", "off":
+					out[len(out)-1] = a + "=" + args[i+1]
+					i++
+				}
+				break
+			}
+		}
+	}
+	return out
+}
+
+// parseFlags returns an env that sees flags first, then lookup. It returns
+// flag.ErrHelp for -h and errVersion for -version or `wsedge version`.
 func parseFlags(args []string, lookup env) (env, error) {
 	fs := flag.NewFlagSet("wsedge", flag.ContinueOnError)
+	showVersion := fs.Bool("version", false, "print version, revision and Go version, and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: wsedge [flags]\n\nEvery flag can also be set by its environment variable.\n\n")
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: wsedge [flags]\n       wsedge version    (or -version)\n\n"+
+			"Every setting is a flag and an environment variable; flags win over the environment,\n"+
+			"which wins over the .env file (ENV_FILE). Boolean flags may be given alone (-debug means -debug=1).\n\n")
 		for _, s := range settings {
-			if s.secret {
-				fmt.Fprintf(fs.Output(), "  %s  (environment only)\n\t%s\n", s.key, s.help)
-				continue
+			switch {
+			case s.secret:
+				fmt.Fprintf(w, "  %s  (environment only)\n\t%s\n", s.key, s.help)
+			case s.boolean:
+				fmt.Fprintf(w, "  -%s [0|1]  (%s)\n\t%s\n", flagName(s.key), s.key, s.help)
+			default:
+				fmt.Fprintf(w, "  -%s value  (%s)\n\t%s\n", flagName(s.key), s.key, s.help)
 			}
-			fmt.Fprintf(fs.Output(), "  -%s  (%s)\n\t%s\n", flagName(s.key), s.key, s.help)
 		}
+		fmt.Fprintf(w, "  -version\n\tprint version, revision and Go version, and exit\n")
 	}
-	vals := map[string]*string{}
+	vals := map[string]*settingFlag{}
 	for _, s := range settings {
 		if !s.secret {
-			vals[s.key] = fs.String(flagName(s.key), "", s.help)
+			vals[s.key] = &settingFlag{boolean: s.boolean}
+			fs.Var(vals[s.key], flagName(s.key), s.help)
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(joinBoolValues(args)); err != nil {
 		return nil, err
+	}
+	if *showVersion || (fs.NArg() == 1 && fs.Arg(0) == "version") {
+		return nil, errVersion
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -139,7 +186,7 @@ func parseFlags(args []string, lookup env) (env, error) {
 	fs.Visit(func(f *flag.Flag) {
 		for _, s := range settings {
 			if !s.secret && flagName(s.key) == f.Name {
-				set[s.key] = *vals[s.key]
+				set[s.key] = vals[s.key].value
 			}
 		}
 	})
@@ -173,9 +220,23 @@ func loadConfig(e env) (config, error) {
 			ec.AllowedHosts = append(ec.AllowedHosts, h)
 		}
 	}
+	ec.AllowMissingOrigin, err = e.boolean(false, "ALLOW_MISSING_ORIGIN")
+	keep(err)
 	c.SecretKey = e.str("", "SECRET_KEY", "DJANGO_SECRET_KEY")
-	if !ec.Debug && isPlaceholderSecret(c.SecretKey) {
-		errs = append(errs, errors.New("SECRET_KEY (or DJANGO_SECRET_KEY) must be set to a real secret of at least 16 characters when DEBUG=0; for local runs set DEBUG=1"))
+	if !ec.Debug {
+		if strings.TrimSpace(c.SecretKey) == "" {
+			errs = append(errs, fmt.Errorf("SECRET_KEY (or DJANGO_SECRET_KEY) must be set when DEBUG=0 (a random value of at least %d characters, e.g. from `openssl rand -base64 48`); for local runs set DEBUG=1", minSecretLen))
+		} else if why := weakSecret(c.SecretKey); why != "" {
+			errs = append(errs, fmt.Errorf("SECRET_KEY (or DJANGO_SECRET_KEY) %s; with DEBUG=0 it must be a random value of at least %d characters (e.g. from `openssl rand -base64 48`); for local runs set DEBUG=1", why, minSecretLen))
+		}
+		if v := e.str("", "CSRF_SECRET_KEY"); v != "" {
+			if why := weakSecret(v); why != "" {
+				errs = append(errs, fmt.Errorf("CSRF_SECRET_KEY %s; with DEBUG=0 it must be a random value of at least %d characters, or unset to use SECRET_KEY", why, minSecretLen))
+			}
+		}
+		if exampleAPIKey(e.str("", "AUTH_API_KEY")) {
+			errs = append(errs, errors.New("AUTH_API_KEY is the example value shipped with wsedge; set a key of your own"))
+		}
 	}
 	if !ec.Debug && len(ec.AllowedHosts) == 0 {
 		errs = append(errs, errors.New("ALLOWED_HOSTS (or DJANGO_ALLOWED_HOSTS) must list the hosts allowed as WebSocket Origin when DEBUG=0 (\"*\" allows any)"))

@@ -6,7 +6,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -20,17 +22,41 @@ import (
 	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
+	"github.com/wsedge/wsedge/internal/version"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.LookupEnv); err != nil {
+	err := run(os.Args[1:], os.LookupEnv, os.Stdout)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		// -h printed the usage: asking for help is not a failure.
+	case errors.As(err, new(usageError)):
+		fmt.Fprintln(os.Stderr, "wsedge:", err)
+		os.Exit(2)
+	default:
 		fmt.Fprintln(os.Stderr, "wsedge:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, lookup env) error {
+// usageError is a command line that does not parse (exit status 2).
+type usageError struct{ error }
+
+func run(args []string, lookup env, stdout io.Writer) error {
 	e, err := parseFlags(args, lookup)
+	switch {
+	case errors.Is(err, errVersion):
+		v := version.Get()
+		_, err := fmt.Fprintf(stdout, "wsedge %s\nrevision %s\n%s\n", v.Version, v.Revision, v.GoVersion)
+		return err
+	case errors.Is(err, flag.ErrHelp):
+		return err
+	case err != nil:
+		return usageError{err}
+	}
+	// The runtime read GOMAXPROCS at start, before the .env file.
+	_, gomaxprocsSet := lookup("GOMAXPROCS")
+	envFile, err := loadEnvFile(e)
 	if err != nil {
 		return err
 	}
@@ -43,19 +69,25 @@ func run(args []string, lookup env) error {
 		handler = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
 	}
 	log := slog.New(handler).With("instance_id", cfg.Edge.InstanceID)
+	v := version.Get()
+	log.Info("wsedge starting", "version", v.Version, "revision", v.Revision, "go", v.GoVersion, "env_file", envFile)
+	if !cfg.Edge.Debug && cfg.Edge.AllowMissingOrigin {
+		log.Warn("ALLOW_MISSING_ORIGIN=1: WebSocket clients without an Origin header are let through; browsers always send one")
+	}
 
 	// gnet loops block in epoll_wait as ordinary syscalls and keep their P
 	// until sysmon retakes it, which can take up to 10 ms when the process is
 	// quiet: with GOMAXPROCS equal to the loops, goroutines woken meanwhile
 	// (Redis I/O, chat workers, presence queries) wait that long. One P per
 	// loop on top of one per CPU keeps the CPUs available to them.
-	if _, set := lookup("GOMAXPROCS"); !set {
+	if !gomaxprocsSet {
 		runtime.GOMAXPROCS(runtime.NumCPU() + cfg.Edge.EventLoops)
 	}
 	log.Info("scheduler", "gomaxprocs", runtime.GOMAXPROCS(0), "event_loops", cfg.Edge.EventLoops)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		edge.NewBuildInfo(v))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

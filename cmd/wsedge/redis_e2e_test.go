@@ -26,6 +26,13 @@ import (
 // End-to-end: several wsedge processes share one Redis (standalone or a
 // 3-master cluster); real WebSocket clients talk to them.
 
+// The identity e2eBinary links in.
+const (
+	versionPkg  = "github.com/wsedge/wsedge/internal/version"
+	e2eVersion  = "v0.0.0-e2e"
+	e2eRevision = "e2e0123456789"
+)
+
 var (
 	e2eBinOnce sync.Once
 	e2eBin     string
@@ -43,7 +50,9 @@ func e2eBinary(t *testing.T) string {
 			return
 		}
 		e2eBin = filepath.Join(dir, "wsedge")
-		out, err := exec.Command("go", "build", "-o", e2eBin, ".").CombinedOutput()
+		// Linked like `make build`, so that version tests see what -X sets.
+		out, err := exec.Command("go", "build", "-ldflags", "-X "+versionPkg+".version="+e2eVersion+
+			" -X "+versionPkg+".revision="+e2eRevision, "-o", e2eBin, ".").CombinedOutput()
 		if err != nil {
 			e2eBinErr = fmt.Errorf("go build ./cmd/wsedge: %v\n%s", err, out)
 		}

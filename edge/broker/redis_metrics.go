@@ -34,6 +34,17 @@ func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMet
 			Help: "Pub/sub connections lost and re-established (each resubscribes its channels).",
 		}),
 	}
+	// Known label values start at zero, so that rate() and alerts see a
+	// series before the first event.
+	for _, op := range []string{"publish", "subscribe", "unsubscribe"} {
+		m.Errors.WithLabelValues(op)
+	}
+	for _, r := range []string{"backlog_full", "redis_down"} {
+		m.Dropped.WithLabelValues("publish", r)
+	}
+	for _, r := range []string{"delivered", "own", "unsubscribed", "invalid"} {
+		m.received.WithLabelValues(r)
+	}
 	if reg == nil {
 		return m, nil
 	}

@@ -1,9 +1,10 @@
 // Package presence records which connections are members of a session, on
 // every instance of a deployment.
 //
-// The memory store serves a single instance; the Redis store keeps the seed's
-// key layout (ws:presence:session:<id> set, ws:presence:conn:<conn_id> hash) so
-// that existing tools that read those keys keep working.
+// The memory store serves a single instance; the Redis store keeps the original
+// Django server's key layout (ws:presence:session:<id> set,
+// ws:presence:conn:<conn_id> hash) so that existing tools that read those keys
+// keep working.
 package presence
 
 import (

@@ -37,8 +37,9 @@ const (
 	redisMaxBackoff = 500 * time.Millisecond
 )
 
-// Key layout. The session set and the connection hash are the seed's, read by
-// existing tools; the rest is this store's liveness bookkeeping.
+// Key layout. The session set and the connection hash are the original Django
+// server's, read by existing tools; the rest is this store's liveness
+// bookkeeping.
 const (
 	keySession   = "ws:presence:session:"  // SET of connection ids
 	keyConn      = "ws:presence:conn:"     // HASH user_type, client_type, connected_at, last_seen, session_id, instance
@@ -279,8 +280,9 @@ func (s *Redis) Members(ctx context.Context, sessionID string) ([]Member, error)
 func (s *Redis) members(ctx context.Context, sessionID string) ([]Member, error) {
 	c := s.client
 	// One cached HVALS of the session's aggregate hash, rather than the
-	// seed's set plus one hash per member: with 5,000 members, 5,000 cache
-	// lookups and map decodes cost ~15 ms; one value list costs a fraction.
+	// original Django server's set plus one hash per member: with 5,000
+	// members, 5,000 cache lookups and map decodes cost ~15 ms; one value
+	// list costs a fraction.
 	vals, err := c.DoCache(ctx, c.B().Hvals().Key(keyMembers+sessionID).Cache(), s.cacheTTL).AsStrSlice()
 	if err != nil {
 		return nil, err
@@ -578,7 +580,8 @@ func (s *Redis) joinCmds(m Member) rueidis.Commands {
 	}
 }
 
-// leaveCmds delete a member from the seed's keys and the aggregate.
+// leaveCmds delete a member from the original Django server's keys and the
+// aggregate.
 func (s *Redis) leaveCmds(conn, session string) rueidis.Commands {
 	c := s.client
 	return rueidis.Commands{

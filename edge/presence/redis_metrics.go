@@ -28,6 +28,12 @@ func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMet
 			Help: "Presence entries of dead instances removed by this instance's janitor.",
 		}),
 	}
+	// Known label values start at zero, so that rate() and alerts see a
+	// series before the first event.
+	for _, op := range []string{"members", "heartbeat", "flush", "resync", "retire", "janitor"} {
+		m.Errors.WithLabelValues(op)
+	}
+	m.Dropped.WithLabelValues("presence", "backlog_full")
 	if reg == nil {
 		return m, nil
 	}

@@ -154,7 +154,7 @@ func testAcrossInstances(t *testing.T, be backend) {
 			t.Fatalf("last_seen %d not within the TTL of now %d", m.LastSeen, now)
 		}
 	}
-	// The seed's keys are there for tools that read them.
+	// The original Django server's keys are there for tools that read them.
 	if v, err := be.command("ws:presence:conn:c00", "HGET", "ws:presence:conn:c00", "user_type"); err != nil || v != "admin" {
 		t.Fatalf("HGET ws:presence:conn:c00 user_type = %q, %v", v, err)
 	}
