@@ -45,20 +45,20 @@ k8s-tools:
 ## (test/k8s: render + strict decode, helm lint, server dry-run, install on
 ## fake nodes). Runs after test-go so kube-apiserver is never linked beside
 ## `go test -race`.
+# staticcheck is the root module's tool, run on the nested modules.
 test-k8s: k8s-tools
-	cd hack/image && $(GO) vet ./... && $(GO) tool staticcheck ./... && $(GO) test -count=1 -timeout $(TIMEOUT) ./...
-	cd test/k8s && $(GO) vet ./... && $(GO) tool staticcheck ./... && $(GO) test -count=1 -timeout $(TIMEOUT) ./...
+	@set -e; sc=$$($(GO) tool -n staticcheck); for m in hack/image test/k8s; do \
+		echo "== $$m"; (cd $$m && $(GO) vet ./... && $$sc ./... && $(GO) test -count=1 -timeout $(TIMEOUT) ./...); \
+	done
 
 ## image: bin/wsedge-oci (OCI layout) and bin/wsedge-image.tar (for `crane push`)
 ## of the static binary, built without Docker (hack/image, go-containerregistry).
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 CREATED  ?= $(shell git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)
 IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
 image:
 	mkdir -p bin/image
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath \
-		-ldflags "-s -w -X github.com/wsedge/wsedge/internal/version.version=$(VERSION) -X github.com/wsedge/wsedge/internal/version.revision=$(REVISION)" \
+		-ldflags '-s -w $(LDFLAGS)' \
 		-o bin/image/wsedge ./cmd/wsedge
 	cd hack/image && $(GO) run . -binary ../../bin/image/wsedge -version $(VERSION) -revision $(REVISION) \
 		-created $(CREATED) -arch $(IMAGE_ARCH) -layout ../../bin/wsedge-oci -tarball ../../bin/wsedge-image.tar

@@ -63,7 +63,7 @@ var BadValues = []struct {
 	{"negative drain", Prod + "drain: {timeoutSeconds: -5}\n", []string{"/drain/timeoutSeconds", "minimum"}},
 	{"unknown top-level key", Prod + "replicas: 2\n", []string{"additional properties 'replicas' not allowed"}},
 	{"unknown nested key", Prod + "ingress: {alb: {idleTimeout: 3600}}\n", []string{"/ingress/alb", "additional properties 'idleTimeout' not allowed"}},
-	{"secret in config.env", Secrets + "config: {allowedHosts: a.example.com, env: {SECRET_KEY: x}}\n", []string{"/config/env"}},
+	{"secret in config.env", Secrets + "config: {allowedHosts: a.example.com, env: {SECRET_KEY: x}}\n", []string{"invalid propertyName 'SECRET_KEY'"}},
 	{"production without a Secret", "config: {allowedHosts: app.example.com}\n", []string{"secrets.existingSecret is required"}},
 	{"idle timeout below ping", Prod + "ingress: {enabled: true, alb: {idleTimeoutSeconds: 10}}\n", []string{"idleTimeoutSeconds must exceed config.pingInterval"}},
 	{"ready threshold over max", Secrets + "config: {allowedHosts: a.example.com, maxConnections: 100, readyMaxConnections: 200}\n", []string{"readyMaxConnections must not exceed"}},
