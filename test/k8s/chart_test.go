@@ -249,58 +249,56 @@ func (r rendered) wantKinds(t *testing.T, kinds ...string) {
 	}
 }
 
-func (r rendered) deployment(t *testing.T) *appsv1.Deployment {
-	t.Helper()
+// object returns the rendered object of type T named name ("": the first).
+func object[T interface {
+	runtime.Object
+	GetName() string
+}](r rendered, name string) (T, bool) {
 	for _, o := range r.objs {
-		if d, ok := o.(*appsv1.Deployment); ok {
-			return d
+		if v, ok := o.(T); ok && (name == "" || v.GetName() == name) {
+			return v, true
 		}
 	}
-	t.Fatal("no Deployment")
-	return nil
+	var zero T
+	return zero, false
+}
+
+// must is object for objects a check cannot go on without.
+func must[T interface {
+	runtime.Object
+	GetName() string
+}](t *testing.T, r rendered, name string) T {
+	t.Helper()
+	v, ok := object[T](r, name)
+	if !ok {
+		t.Fatalf("no %T %q rendered; have %v", v, name, Kinds(r.objs))
+	}
+	return v
+}
+
+func (r rendered) deployment(t *testing.T) *appsv1.Deployment {
+	t.Helper()
+	return must[*appsv1.Deployment](t, r, "")
 }
 
 func (r rendered) configMap(t *testing.T) map[string]string {
 	t.Helper()
-	for _, o := range r.objs {
-		if c, ok := o.(*corev1.ConfigMap); ok && c.Name == "rel-wsedge" {
-			return c.Data
-		}
-	}
-	t.Fatal("no ConfigMap")
-	return nil
+	return must[*corev1.ConfigMap](t, r, "rel-wsedge").Data
 }
 
 func (r rendered) service(t *testing.T, name string) *corev1.Service {
 	t.Helper()
-	for _, o := range r.objs {
-		if s, ok := o.(*corev1.Service); ok && s.Name == name {
-			return s
-		}
-	}
-	t.Fatalf("no Service %s", name)
-	return nil
+	return must[*corev1.Service](t, r, name)
 }
 
 func (r rendered) ingress(t *testing.T) *networkingv1.Ingress {
 	t.Helper()
-	for _, o := range r.objs {
-		if i, ok := o.(*networkingv1.Ingress); ok {
-			return i
-		}
-	}
-	t.Fatal("no Ingress")
-	return nil
+	return must[*networkingv1.Ingress](t, r, "")
 }
 
-func (r rendered) hpa(t *testing.T) *autoscalingv2.HorizontalPodAutoscaler {
-	t.Helper()
-	for _, o := range r.objs {
-		if h, ok := o.(*autoscalingv2.HorizontalPodAutoscaler); ok {
-			return h
-		}
-	}
-	return nil
+func (r rendered) hpa(*testing.T) *autoscalingv2.HorizontalPodAutoscaler {
+	h, _ := object[*autoscalingv2.HorizontalPodAutoscaler](r, "")
+	return h
 }
 
 func render(t *testing.T, vs ValueSet) rendered {
