@@ -157,8 +157,7 @@ func Start(ctx context.Context, tools Tools, dir string, opt Options) (c *Cluste
 	}
 	if err := c.run("kwok", tools.Bin("kwok"),
 		"--kubeconfig", c.Kubeconfig, "--config", tools.Bin("kwok-stages.yaml"),
-		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-		"--server-address", "127.0.0.1:0"); err != nil {
+		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake"); err != nil {
 		return c, err
 	}
 	node := `apiVersion: v1
