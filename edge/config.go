@@ -57,6 +57,10 @@ type Config struct {
 	PresenceMaxMembers int
 	// MaxConnections caps open sockets (HTTP and WebSocket together).
 	MaxConnections int
+	// ReadyMaxConnections (0: off) makes /ready/ fail once this many
+	// WebSockets are open, so Kubernetes sends new sockets to other pods
+	// before this one reaches MaxConnections; open sockets stay.
+	ReadyMaxConnections int
 	// MaxHeaderBytes caps an HTTP request head; over it: 431.
 	MaxHeaderBytes int
 	// MaxBodyBytes caps an HTTP request body; over it: 413. Only the API
@@ -179,6 +183,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConnections < 1 {
 		errs = append(errs, errors.New("max connections must be at least 1"))
+	}
+	if c.ReadyMaxConnections < 0 || c.ReadyMaxConnections > c.MaxConnections {
+		errs = append(errs, errors.New("ready max connections must be between 0 (off) and max connections"))
 	}
 	if c.MaxHeaderBytes < 512 || c.MaxBodyBytes < 0 {
 		errs = append(errs, errors.New("header limit must be at least 512 bytes and body limit non-negative"))

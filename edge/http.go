@@ -285,6 +285,8 @@ func (s *Server) route(c *conn, raw []byte, headLen int) {
 			return
 		}
 		s.reply(c, "health", fasthttp.StatusOK, []byte(`{"status":"ok"}`), false)
+	case path == "/ready/" || path == "/ready" || path == "/live/" || path == "/live":
+		s.probe(c, path)
 	case strings.HasPrefix(path, "/ws/"):
 		s.upgrade(c, raw[:headLen], path)
 	case strings.HasPrefix(path, "/api/"):

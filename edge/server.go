@@ -117,6 +117,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 			go s.historyWorker()
 		}
 	}
+	registerProbeMetrics(d.Registry, s)
 	return s, nil
 }
 

@@ -51,6 +51,7 @@ var settings = []struct {
 	{key: "MAX_MESSAGE_SIZE", help: "largest incoming message, e.g. 1MiB (default 1MiB)"},
 	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013; raised to fit the largest frame the server sends for one request (default 2MiB)"},
 	{key: "MAX_CONNECTIONS", help: "open sockets cap (default 100000)"},
+	{key: "READY_MAX_CONNECTIONS", help: "/ready/ fails (503) from this many WebSockets, so new ones go to other pods; 0: only at MAX_CONNECTIONS (default 0)"},
 	{key: "MESSAGE_RATE", help: "frames (data, continuation, ping, pong) one socket may send per second; over it: rate_limited, message dropped; 0: no cap (default 1000)"},
 	{key: "MESSAGE_BURST", help: "burst allowed above MESSAGE_RATE (default 2000)"},
 	{key: "BYTE_RATE", help: "payload bytes one socket may send per second; over it: rate_limited, message dropped; 0: no cap (default 1MiB)"},
@@ -285,6 +286,8 @@ func loadConfig(e env) (config, error) {
 	ec.OutboundCap, err = e.size(max(ec.OutboundCap, ec.MinOutboundCap()), 4096, 256<<20, "OUTBOUND_QUEUE_CAP")
 	keep(err)
 	ec.MaxConnections, err = e.integer(ec.MaxConnections, 1, 10_000_000, "MAX_CONNECTIONS")
+	keep(err)
+	ec.ReadyMaxConnections, err = e.integer(ec.ReadyMaxConnections, 0, ec.MaxConnections, "READY_MAX_CONNECTIONS")
 	keep(err)
 	ec.MessageRate, err = e.integer(ec.MessageRate, 0, 10_000_000, "MESSAGE_RATE")
 	keep(err)

@@ -1,0 +1,14 @@
+// The image builder: its own module so go-containerregistry stays out of the
+// server binary and the root go.mod.
+module github.com/wsedge/wsedge/hack/image
+
+go 1.26.8
+
+require github.com/google/go-containerregistry v0.22.1
+
+require (
+	github.com/klauspost/compress v1.19.2 // indirect
+	github.com/opencontainers/go-digest v1.0.0 // indirect
+	github.com/opencontainers/image-spec v1.1.1 // indirect
+	golang.org/x/sync v0.22.0 // indirect
+)
