@@ -15,6 +15,7 @@ import (
 
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
+	"github.com/wsedge/wsedge/internal/jointoken"
 )
 
 // Deps are the pieces the edge serves with; cmd/wsedge builds them.
@@ -28,6 +29,8 @@ type Deps struct {
 	API      fasthttp.RequestHandler
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+	// Tokens, when set, makes join tokens required on /ws/session/.
+	Tokens *jointoken.Verifier
 }
 
 // Server is the gnet engine and everything its loops share.
@@ -43,6 +46,9 @@ type Server struct {
 	broker   broker.Broker
 	openChat OpenChat
 	api      fasthttp.RequestHandler
+	tokens   *jointoken.Verifier
+	ips      *ipTable
+	sessions *sessionTable
 
 	presenceSem  chan struct{}
 	presenceBufs sync.Pool // *[]byte, for presence frames
@@ -80,6 +86,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		broker:      d.Broker,
 		openChat:    d.OpenChat,
 		api:         d.API,
+		tokens:      d.Tokens,
+		ips:         newIPTable(cfg.MaxTrackedIPs, cfg.MaxConnectionsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP),
+		sessions:    newSessionTable(),
 		presenceSem: make(chan struct{}, cfg.PresenceConcurrency),
 		apiSem:      make(chan struct{}, cfg.APIConcurrency),
 		booted:      make(chan struct{}),
@@ -181,6 +190,9 @@ func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	s.open.Add(-1)
 	wasWS := c.state != stHTTP
 	c.leaveSession()
+	if c.acc != nil {
+		s.releaseAccess(c)
+	}
 	c.state = stClosed
 	c.dropPending()
 	c.ls.removeConn(c)

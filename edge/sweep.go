@@ -23,6 +23,7 @@ func (s *Server) sweeper() {
 				ls.run(ls.sweep)
 			}
 			s.refusals.flush()
+			s.ips.prune(time.Now())
 		}
 	}
 }
@@ -56,6 +57,9 @@ func (ls *loopState) sweep() {
 				c.pingOut = true
 				c.pingAt = now
 				c.send(pingFrame)
+			}
+			if c.acc != nil && c.acc.claims != nil && c.state == stWS {
+				s.sweepToken(c, now)
 			}
 			if ls.writeStalled(c, now) {
 				s.metrics.slowConsumers.WithLabelValues("write_timeout").Inc()

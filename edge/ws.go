@@ -28,6 +28,8 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	case s.draining.Load():
 		s.replyError(c, "ws", fasthttp.StatusServiceUnavailable, "unavailable", "server is draining; reconnect elsewhere", true)
 		return
+	case !s.admit(c, route, session):
+		return
 	case !s.cfg.Debug && !s.originOK(c, route, ls.hdr.Peek("Origin")):
 		s.replyError(c, "ws", fasthttp.StatusForbidden, "forbidden", "origin not allowed", true)
 		return
