@@ -139,7 +139,10 @@ func bearer(c *conn) string {
 	if t := c.ls.uri.QueryArgs().Peek("token"); len(t) > 0 {
 		return string(t)
 	}
-	h := c.ls.hdr.Peek("Authorization")
+	var h []byte
+	if hs := headerFold(&c.ls.hdr, "Authorization", nil); len(hs) > 0 {
+		h = hs[0]
+	}
 	if len(h) > 7 && bytes.EqualFold(h[:7], []byte("bearer ")) {
 		return string(bytes.TrimSpace(h[7:]))
 	}
@@ -278,7 +281,7 @@ func (s *Server) clientIP(c *conn) netip.Addr {
 		return peer
 	}
 	ip := peer
-	hs := c.ls.hdr.PeekAll("X-Forwarded-For")
+	hs := headerFold(&c.ls.hdr, "X-Forwarded-For", nil)
 	for i := len(hs) - 1; i >= 0; i-- {
 		parts := strings.Split(string(hs[i]), ",")
 		for j := len(parts) - 1; j >= 0; j-- {
@@ -461,4 +464,16 @@ func (t *sessionTable) allow(e *sessEntry, now time.Time, rate, burst float64) b
 	}
 	e.tokens--
 	return true
+}
+
+// headerFold appends the values of every header named name, in any case:
+// the edge reads heads with normalizing off, so Peek is case-sensitive
+// and RFC 9110 names are not.
+func headerFold(h *fasthttp.RequestHeader, name string, dst [][]byte) [][]byte {
+	h.VisitAll(func(k, v []byte) {
+		if len(k) == len(name) && strings.EqualFold(string(k), name) {
+			dst = append(dst, v)
+		}
+	})
+	return dst
 }

@@ -18,19 +18,19 @@ import (
 
 // Reasons a token is refused; they are the "error" field of the 401 body.
 const (
-	ReasonMissing       = "token_missing"
-	ReasonMalformed     = "token_malformed"
-	ReasonSignature     = "token_signature_invalid"
-	ReasonAlgorithm     = "token_algorithm_not_allowed"
-	ReasonExpired       = "token_expired"
-	ReasonNotYetValid   = "token_not_yet_valid"
-	ReasonAudience      = "token_audience_invalid"
-	ReasonClaims        = "token_claims_invalid"
-	ReasonWrongSession  = "token_session_mismatch"
-	maxTokenLen         = 8 << 10
-	maxSIDs             = 64
-	maxTypeLen          = 64
-	maxSubjectLen       = 256
+	ReasonMissing      = "token_missing"
+	ReasonMalformed    = "token_malformed"
+	ReasonSignature    = "token_signature_invalid"
+	ReasonAlgorithm    = "token_algorithm_not_allowed"
+	ReasonExpired      = "token_expired"
+	ReasonNotYetValid  = "token_not_yet_valid"
+	ReasonAudience     = "token_audience_invalid"
+	ReasonClaims       = "token_claims_invalid"
+	ReasonWrongSession = "token_session_mismatch"
+	maxTokenLen        = 8 << 10
+	maxSIDs            = 64
+	maxTypeLen         = 64
+	maxSubjectLen      = 256
 )
 
 // Error is a refused token; Reason is one of the Reason* constants.
