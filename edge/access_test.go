@@ -168,7 +168,9 @@ func TestJoinTokenHelloIdentity(t *testing.T) {
 func TestJoinTokenExpiryWhileConnected(t *testing.T) {
 	t.Parallel()
 	ts := startServerWith(t, func(c *Config) { c.TokenExpiryGrace = 300 * time.Millisecond }, Deps{Tokens: hsVerifier(t)})
-	short := func() string { return mint(t, jwt.SigningMethodHS256, testSecret, claims("room", "agent", 1500*time.Millisecond)) }
+	short := func() string {
+		return mint(t, jwt.SigningMethodHS256, testSecret, claims("room", "agent", 1500*time.Millisecond))
+	}
 
 	t.Run("no refresh", func(t *testing.T) {
 		t.Parallel()

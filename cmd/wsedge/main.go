@@ -22,6 +22,7 @@ import (
 	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
+	"github.com/wsedge/wsedge/internal/jointoken"
 	"github.com/wsedge/wsedge/internal/version"
 )
 
@@ -138,8 +139,15 @@ func run(args []string, lookup env, stdout io.Writer) error {
 		}
 	}()
 
+	var tokens *jointoken.Verifier
+	if len(cfg.Tokens.Secret) > 0 || len(cfg.Tokens.PublicKeyPEM) > 0 {
+		if tokens, err = jointoken.New(cfg.Tokens); err != nil {
+			return fmt.Errorf("join tokens: %w", err)
+		}
+		log.Info("join tokens required on /ws/session/")
+	}
 	srv, err := edge.New(cfg.Edge, edge.Deps{
-		Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg, API: api,
+		Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg, API: api, Tokens: tokens,
 		OpenChat: func(id string, sink edge.ChatSink) edge.ChatConn { return svc.Open(id, sink) },
 	})
 	if err != nil {
