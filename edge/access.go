@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"encoding/json"
 	"net"
 	"net/netip"
@@ -14,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/edge/wsframe"
+	"github.com/wsedge/wsedge/internal/apikey"
 	"github.com/wsedge/wsedge/internal/jointoken"
 	"github.com/wsedge/wsedge/internal/wire"
 )
@@ -77,8 +77,25 @@ func (s *Server) admit(c *conn, route uint8, session string) bool {
 		}
 		c.acc.ip = e
 	}
-	if s.tokens != nil && route == routeSession {
-		claims, err := s.tokens.Verify(bearer(c))
+	// On /ws/chat/ a token is optional (the API key still admits), and its
+	// sid is checked per thread_id by the chat service (chat.ThreadGuard).
+	tok := ""
+	if s.tokens != nil {
+		tok = bearer(c)
+	}
+	if s.tokens != nil && (route == routeSession || tok != "") {
+		claims, err := s.tokens.Verify(tok)
+		if route == routeChat {
+			// The API key also travels as a Bearer value: a chat upgrade
+			// whose key matches is admitted, as without tokens.
+			if err == nil {
+				c.acc.claims = claims
+				return true
+			}
+			if apikey.Match(s.cfg.AuthAPIKey, c.ls.hdr.Peek("Authorization"), c.ls.uri.QueryArgs().Peek("authorization")) {
+				return true
+			}
+		}
 		if err == nil && !claims.Covers(session) {
 			err = &jointoken.Error{Reason: jointoken.ReasonWrongSession, Err: errNotCovered}
 		}
@@ -139,12 +156,10 @@ func bearer(c *conn) string {
 	if t := c.ls.uri.QueryArgs().Peek("token"); len(t) > 0 {
 		return string(t)
 	}
-	var h []byte
-	if hs := headerFold(&c.ls.hdr, "Authorization", nil); len(hs) > 0 {
-		h = hs[0]
-	}
-	if len(h) > 7 && bytes.EqualFold(h[:7], []byte("bearer ")) {
-		return string(bytes.TrimSpace(h[7:]))
+	for _, h := range headerFold(&c.ls.hdr, "Authorization", nil) {
+		if t := jointoken.FromAuthorization(h); t != "" {
+			return t
+		}
 	}
 	return ""
 }
@@ -477,3 +492,26 @@ func headerFold(h *fasthttp.RequestHeader, name string, dst [][]byte) [][]byte {
 	})
 	return dst
 }
+
+// MayContinue implements chat.ThreadGuard: with join tokens on, a chat
+// socket continues a thread only under a token whose sid covers it.
+func (s *chatSink) MayContinue(thread string) bool {
+	c := s.c
+	if c.ls.srv.tokens == nil {
+		return true
+	}
+	return c.acc != nil && c.acc.claims != nil && c.acc.claims.Covers(thread)
+}
+
+// Owner implements chat.ThreadGuard: new threads are bound to the token's sub.
+func (s *chatSink) Owner() string {
+	c := s.c
+	if c.acc == nil || c.acc.claims == nil {
+		return ""
+	}
+	return c.acc.claims.Subject
+}
+
+// hasToken reports whether the upgrade carried a valid join token, which
+// stands in for the API key on /ws/chat/.
+func (c *conn) hasToken() bool { return c.acc != nil && c.acc.claims != nil }

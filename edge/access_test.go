@@ -376,3 +376,66 @@ func TestSessionBroadcastRate(t *testing.T) {
 	q.send(`{"type":"broadcast","msg":"other session"}`)
 	q.expectType("session_message")
 }
+
+// drainTurn reads a chat turn's frames up to its end.
+func drainTurn(c *wsClient) {
+	c.t.Helper()
+	for {
+		if m := c.next(); m["type"] == "end" {
+			return
+		}
+	}
+}
+
+// Chat threads under tokens: a new thread is bound to the token's sub; only a
+// token whose sid covers a thread continues it; the API key still admits a
+// socket, which may start threads but not continue others'.
+func TestChatThreadsUnderTokens(t *testing.T) {
+	t.Parallel()
+	ts := startChatServerWith(t, func(c *Config) { c.AuthAPIKey = "edge-test-api-key" }, hsVerifier(t))
+	alice := func() string {
+		c := claims("alice:*", "user", time.Hour)
+		c["sub"] = "alice"
+		return mint(t, jwt.SigningMethodHS256, testSecret, c)
+	}
+	a := ts.dial(t, "/ws/chat/?token="+alice(), nil)
+	a.send(`{"type":"chat","message":"Hello"}`)
+	m := a.expectType("session_started")
+	thread, _ := m["thread_id"].(string)
+	if len(thread) != len("alice:")+32 || thread[:6] != "alice:" {
+		t.Fatalf("new thread %q is not bound to the token's sub", thread)
+	}
+	drainTurn(a)
+
+	hdr := http.Header{}
+	hdr.Set("Authorization", "edge-test-api-key")
+	keyOnly := ts.dial(t, "/ws/chat/", hdr)
+	bob := claims("bob:*", "user", time.Hour)
+	bob["sub"] = "bob"
+	b := ts.dial(t, "/ws/chat/?token="+mint(t, jwt.SigningMethodHS256, testSecret, bob), nil)
+	for _, c := range []*wsClient{keyOnly, b} {
+		c.send(`{"type":"chat","message":"let me in","thread_id":"` + thread + `"}`)
+		c.expectError("thread_forbidden")
+	}
+	keyOnly.send(`{"type":"chat","message":"my own thread"}`)
+	if m := keyOnly.expectType("session_started"); len(m["thread_id"].(string)) != 32 {
+		t.Fatalf("thread without a token %v", m)
+	}
+	drainTurn(keyOnly)
+
+	again := ts.dial(t, "/ws/chat/", http.Header{"Authorization": {"Bearer " + alice()}})
+	again.send(`{"type":"chat","message":"me again","thread_id":"` + thread + `"}`)
+	if m := again.expectType("session_started"); m["thread_id"] != thread {
+		t.Fatalf("continuation %v", m)
+	}
+	drainTurn(again)
+
+	resp, body := upgradeResp(t, ts.addr, "/ws/chat/?token=expired."+alice()[7:], nil)
+	if resp.StatusCode != 401 {
+		t.Fatalf("bad token without the key: %d %v", resp.StatusCode, body)
+	}
+	resp, body = upgradeResp(t, ts.addr, "/ws/chat/", nil)
+	if resp.StatusCode != 401 || body["error"] != "unauthorized" {
+		t.Fatalf("neither key nor token: %d %v", resp.StatusCode, body)
+	}
+}

@@ -123,6 +123,14 @@ func run(args []string, lookup env, stdout io.Writer) error {
 			log.Debug("chat mirror", "thread_id", threadID, "err", err)
 		}
 	})
+	var tokens *jointoken.Verifier
+	if len(cfg.Tokens.Secret) > 0 || len(cfg.Tokens.PublicKeyPEM) > 0 {
+		if tokens, err = jointoken.New(cfg.Tokens); err != nil {
+			return fmt.Errorf("join tokens: %w", err)
+		}
+		log.Info("join tokens required on /ws/session/")
+	}
+	cfg.Chat.API.Tokens = tokens
 	svc, api, closeChat, err := newChat(ctx, cfg.Chat, mirror, log, reg)
 	if err != nil {
 		return err
@@ -139,13 +147,6 @@ func run(args []string, lookup env, stdout io.Writer) error {
 		}
 	}()
 
-	var tokens *jointoken.Verifier
-	if len(cfg.Tokens.Secret) > 0 || len(cfg.Tokens.PublicKeyPEM) > 0 {
-		if tokens, err = jointoken.New(cfg.Tokens); err != nil {
-			return fmt.Errorf("join tokens: %w", err)
-		}
-		log.Info("join tokens required on /ws/session/")
-	}
 	srv, err := edge.New(cfg.Edge, edge.Deps{
 		Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg, API: api, Tokens: tokens,
 		OpenChat: func(id string, sink edge.ChatSink) edge.ChatConn { return svc.Open(id, sink) },

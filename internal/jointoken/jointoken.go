@@ -5,6 +5,7 @@
 package jointoken
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"encoding/json"
@@ -235,4 +236,14 @@ func classify(err error) *Error {
 		return refuse(ReasonAlgorithm, err)
 	}
 	return refuse(ReasonClaims, err)
+}
+
+// FromAuthorization returns the token of an "Authorization: Bearer <jwt>"
+// value (scheme in any case), or "".
+func FromAuthorization(h []byte) string {
+	h = bytes.TrimSpace(h)
+	if len(h) > 7 && bytes.EqualFold(h[:7], []byte("bearer ")) {
+		return string(bytes.TrimSpace(h[7:]))
+	}
+	return ""
 }
