@@ -108,6 +108,9 @@ func (s *Server) admit(c *conn, route uint8, session string) bool {
 			s.replyError(c, "ws", fasthttp.StatusUnauthorized, reason, tokenMessage(reason), true)
 			return false
 		}
+		// A session socket needs its sid list no more (a refresh brings
+		// its own): keep the per-connection claims small.
+		claims.SIDs = nil
 		c.acc.claims = claims
 	}
 	if route == routeSession && (s.cfg.MaxSessionMembers > 0 || s.cfg.SessionBroadcastRate > 0) && c.acc.sess == nil {
@@ -204,7 +207,7 @@ func (s *Server) checkHello(c *conn, userType, clientType string, clientTypeSet 
 	ct = clientType
 	if c.acc != nil && c.acc.claims != nil {
 		cl := c.acc.claims
-		if userType != cl.UserType || (cl.ClientType != "" && clientTypeSet && clientType != cl.ClientType) {
+		if userType != cl.UserType || (cl.ClientType != "" && clientTypeSet && clientType != "" && clientType != cl.ClientType) {
 			s.metrics.rejected.WithLabelValues(reasonIdentityHello).Inc()
 			return "identity_mismatch", "hello user_type and client_type must match the join token", ""
 		}
@@ -248,6 +251,7 @@ func (s *Server) onRefresh(c *conn, m clientMessage, msg []byte) bool {
 		c.send(errorFrame("refresh_refused", reason+": "+tokenMessage(reason)))
 		return true
 	}
+	claims.SIDs = nil
 	c.acc.claims, c.acc.expiredAt = claims, 0
 	c.send(wsframe.Text([]byte(`{"type":"refreshed","exp":` + strconv.FormatInt(claims.Expires.Unix(), 10) + `}`)))
 	return true
@@ -500,7 +504,8 @@ func (s *chatSink) MayContinue(thread string) bool {
 	if c.ls.srv.tokens == nil {
 		return true
 	}
-	return c.acc != nil && c.acc.claims != nil && c.acc.claims.Covers(thread)
+	return c.acc != nil && c.acc.claims != nil && c.acc.claims.Covers(thread) &&
+		time.Now().Before(c.acc.claims.Expires)
 }
 
 // Owner implements chat.ThreadGuard: new threads are bound to the token's sub.

@@ -58,7 +58,8 @@ func (ls *loopState) sweep() {
 				c.pingAt = now
 				c.send(pingFrame)
 			}
-			if c.acc != nil && c.acc.claims != nil && c.state == stWS {
+			// Chat sockets check their token's expiry per thread instead.
+			if c.acc != nil && c.acc.claims != nil && c.state == stWS && c.route == routeSession {
 				s.sweepToken(c, now)
 			}
 			if ls.writeStalled(c, now) {
