@@ -124,3 +124,30 @@ func TestNewRefusesWeakKeys(t *testing.T) {
 		}
 	}
 }
+
+// Verify takes attacker-chosen bytes: it must never panic, and anything it
+// accepts must be signed with the key and carry the required claims.
+func FuzzVerify(f *testing.F) {
+	v, err := New(Config{Secret: secret})
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sid": []string{"a", "b*"}, "user_type": "agent", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(secret)
+	f.Add(good)
+	f.Add("eyJhbGciOiJub25lIn0.eyJzaWQiOiJhIn0.")
+	f.Add("..")
+	f.Fuzz(func(t *testing.T, tok string) {
+		c, err := v.Verify(tok)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Reason == "" {
+				t.Fatalf("error without a reason: %v", err)
+			}
+			return
+		}
+		if c.UserType == "" || len(c.SIDs) == 0 || c.Expires.IsZero() {
+			t.Fatalf("accepted incomplete claims %+v", c)
+		}
+	})
+}
