@@ -16,8 +16,8 @@ import (
 
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/internal/apikey"
-	"github.com/wsedge/wsedge/internal/jointoken"
 	"github.com/wsedge/wsedge/internal/ids"
+	"github.com/wsedge/wsedge/internal/jointoken"
 	"github.com/wsedge/wsedge/internal/wire"
 )
 
