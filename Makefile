@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 TIMEOUT ?= 20m
 
-.PHONY: run build test deps lint vet fmt-check staticcheck fuzz bench clean
+.PHONY: run build test test-ops deps lint vet fmt-check staticcheck fuzz bench clean
 
 # Build identity, linked into the binaries (wsedge version, wsedge_build_info);
 # outside a git checkout they read "dev" and "unknown".
@@ -15,14 +15,15 @@ LDFLAGS  := -X github.com/wsedge/wsedge/internal/version.version=$(VERSION) \
             -X github.com/wsedge/wsedge/internal/version.revision=$(REVISION)
 
 ## run: the server on :8000 with embedded defaults (in-memory broker, presence
-## and history, local demo model). DEBUG=1 skips the Origin check for local use.
+## and history, local demo model). DEBUG=1 skips the Origin check for local use;
+## CONSOLE=1 serves the browser console at http://127.0.0.1:8000/console/.
 ## The binary runs in place of the recipe's shell (not under `go run`, which
 ## exits 1 on Ctrl-C): Ctrl-C drains it and it exits 0, so make reports no
 ## error (make then ends by the signal, as any program stopped with Ctrl-C).
 run:
 	@mkdir -p bin
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/wsedge ./cmd/wsedge
-	DEBUG=$${DEBUG:-1} LOG_FORMAT=$${LOG_FORMAT:-text} exec bin/wsedge
+	DEBUG=$${DEBUG:-1} CONSOLE=$${CONSOLE:-1} LOG_FORMAT=$${LOG_FORMAT:-text} exec bin/wsedge
 
 build:
 	mkdir -p bin
@@ -31,6 +32,13 @@ build:
 ## test: lint, then every test (real Redis, PostgreSQL and sockets) under -race.
 test: deps lint
 	$(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
+	$(MAKE) test-ops
+
+## test-ops: test/ops (own module: PromQL parser, chromedp): the dashboard
+## against a running server, the console and browser client in headless
+## Chromium, the docs/PROTOCOL.md examples replayed, the examples/ clients.
+test-ops:
+	cd test/ops && $(GO) vet ./... && $(GO) tool -modfile=../../go.mod staticcheck ./... && $(GO) test -count=1 -timeout $(TIMEOUT) ./...
 
 deps:
 	@bash .ci/deps
@@ -51,8 +59,8 @@ staticcheck:
 FUZZTIME ?= 30s
 fuzz:
 	@set -e; for t in \
-		./edge/wsframe:FuzzParse \
-		./edge:FuzzDecodeSessionMessage \
+		./edge/wsframe:FuzzParse ./edge/wsframe:FuzzAssemblerUTF8 \
+		./edge:FuzzDecodeSessionMessage ./edge:FuzzHTTPHead \
 		./edge/presence:FuzzDecodeMember ./edge/presence:FuzzAppendMembersJSON \
 		./edge/broker:FuzzDecodeEnvelope \
 		./chat:FuzzOnText ./chat:FuzzConversation ./chat/api:FuzzCSRFToken; do \

@@ -108,6 +108,9 @@ func TestRejectedFrames(t *testing.T) {
 		{"channel not string", `{"type":"chat","message":"hi","channel":1}`, "invalid_message"},
 		{"web without data", `{"type":"chat","message":"hi","channel":"web"}`, "data_required"},
 		{"web with null data", `{"type":"chat","message":"hi","channel":"web","data":null}`, "data_required"},
+		{"message too long", `{"type":"chat","message":"` + strings.Repeat("é", 4001) + `"}`, "invalid_message"},
+		{"message far too long", `{"type":"chat","message":"` + strings.Repeat("a", 100000) + `"}`, "invalid_message"},
+		{"data too large", `{"type":"chat","message":"hi","channel":"web","data":"` + strings.Repeat("d", 16<<10) + `"}`, "invalid_message"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,6 +145,50 @@ func TestRejectedFrames(t *testing.T) {
 	})
 }
 
+// The per-socket turn bucket: TurnBurst turns at once, then rate_limited
+// (the socket stays usable); a turn refused busy gives its token back.
+func TestTurnRate(t *testing.T) {
+	e := newEnv(t, Config{TurnBurst: 2, TurnRate: 1, Workers: 1, Queue: 1}, nil, false, 0)
+	sink := newSink()
+	c := e.svc.Open(connID, sink)
+	for i := 1; i <= 2; i++ {
+		c.OnText([]byte(`{"type":"chat","message":"hi"}`))
+		sink.wait(t, "end", i)
+	}
+	c.OnText([]byte(`{"type":"chat","message":"hi"}`))
+	if got := sink.types(); got[len(got)-1] != "error:rate_limited" {
+		t.Fatalf("frames %v", got)
+	}
+	if got := counterValue(e.svc.m.rejections.WithLabelValues("rate_limited")); got != 1 {
+		t.Fatalf("rate_limited counted %v times", got)
+	}
+	// A fresh socket has its own bucket; busy refunds.
+	for deadline := time.Now().Add(10 * time.Second); len(e.svc.pool.slots) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) { // the workers give their slots back after the turn is counted
+			t.Fatal("pool slots not released")
+		}
+	}
+	c2 := e.svc.Open(connID, newSink())
+	c2.mu.Lock()
+	c2.allowance = 1
+	c2.mu.Unlock()
+	for range 2 { // hold the worker and the queue place
+		if err := e.svc.pool.admit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2 := newSink()
+	c2.sink = s2
+	c2.OnText([]byte(`{"type":"chat","message":"hi"}`))
+	if got := s2.types(); len(got) != 1 || got[0] != "error:busy" || c2.allowance < 1 {
+		t.Fatalf("frames %v allowance %v", got, c2.allowance)
+	}
+	e.svc.pool.release()
+	e.svc.pool.release()
+	c2.OnText([]byte(`{"type":"chat","message":"hi"}`))
+	s2.wait(t, "end", 1)
+}
+
 var hex32 = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 func TestTurnStreamsAndStoresHistory(t *testing.T) {
@@ -168,7 +215,7 @@ func TestTurnStreamsAndStoresHistory(t *testing.T) {
 		t.Fatalf("answer %q", answer)
 	}
 	e.waitOutcome(t, outcomeCompleted, 1)
-	msgs, _ := e.store.Recent(context.Background(), thread, 0)
+	msgs, _ := e.store.Recent(context.Background(), thread, history.Window{})
 	if len(msgs) != 2 || msgs[0].Content != "Hello, how can you help?" || msgs[1].Content != answer {
 		t.Fatalf("history %+v", msgs)
 	}
@@ -248,7 +295,7 @@ func TestCancelStopsTurnAndStoresPartial(t *testing.T) {
 	if got := sink.types(); strings.Join(got, ",") != "session_started,token,token,end" {
 		t.Fatalf("frames %v", got)
 	}
-	msgs, _ := e.store.Recent(context.Background(), "th", 0)
+	msgs, _ := e.store.Recent(context.Background(), "th", history.Window{})
 	if len(msgs) != 2 || msgs[1].Content != "partial answer" {
 		t.Fatalf("history %+v", msgs)
 	}
@@ -277,7 +324,7 @@ func TestCloseCancelsUpstream(t *testing.T) {
 	if e.svc.pool.running.Load() != 0 {
 		t.Fatal("worker still busy")
 	}
-	msgs, _ := e.store.Recent(context.Background(), "gone", 0)
+	msgs, _ := e.store.Recent(context.Background(), "gone", history.Window{})
 	if len(msgs) != 2 || msgs[1].Content != "a" {
 		t.Fatalf("history %+v", msgs)
 	}
@@ -347,7 +394,7 @@ func TestEscalation(t *testing.T) {
 	if esc := sink.snapshot()[2]; esc["should_escalate"] != true {
 		t.Fatalf("escalation frame %v", esc)
 	}
-	msgs, _ := e.store.Recent(context.Background(), "esc", 0)
+	msgs, _ := e.store.Recent(context.Background(), "esc", history.Window{})
 	if len(msgs) != 2 || msgs[1].Content != "Connecting you." || !msgs[1].Escalated {
 		t.Fatalf("history %+v", msgs)
 	}
@@ -398,7 +445,7 @@ func TestUpstreamFailures(t *testing.T) {
 			if counterValue(e.svc.m.upstream.WithLabelValues(tc.kind)) != 1 {
 				t.Fatalf("upstream error %q not counted; frames %v", tc.kind, sink.raw)
 			}
-			if msgs, _ := e.store.Recent(context.Background(), "f", 0); len(msgs) != 0 {
+			if msgs, _ := e.store.Recent(context.Background(), "f", history.Window{}); len(msgs) != 0 {
 				t.Fatalf("failed turn stored %+v", msgs)
 			}
 			c.OnText([]byte(`{"type":"chat","message":"again"}`))
@@ -407,32 +454,46 @@ func TestUpstreamFailures(t *testing.T) {
 	}
 }
 
+// With a guardrail, vetted deltas stream at once; an attempt the guardrail
+// stops is followed by a rewrite frame and the regenerated answer. The
+// fake's guardrail runs in the request's stream processing mode (sync), so
+// the blocked chunk itself is never sent.
 func TestGuardrailRewrites(t *testing.T) {
 	tests := []struct {
 		name     string
 		blocked  int // attempts blocked before one passes
 		rewrites int
-		text     string
+		visible  string // what the client shows after the last rewrite
+		frames   []string
 		stored   bool
 		requests int
 	}{
-		{name: "passes first time", blocked: 0, rewrites: 2, text: "clean answer", stored: true, requests: 1},
-		{name: "rewritten once", blocked: 1, rewrites: 2, text: "clean answer", stored: true, requests: 2},
-		{name: "always blocked", blocked: 9, rewrites: 2, text: "Sorry, I can't help with that request.", requests: 3},
-		{name: "no rewrites allowed", blocked: 1, rewrites: 0, text: "Sorry, I can't help with that request.", requests: 1},
+		{name: "passes first time", blocked: 0, rewrites: 2, visible: "clean answer", stored: true, requests: 1,
+			frames: []string{"session_started", "token", "token", "end"}},
+		{name: "rewritten once", blocked: 1, rewrites: 2, visible: "clean answer", stored: true, requests: 2,
+			frames: []string{"session_started", "token", "token", "rewrite", "token", "token", "end"}},
+		{name: "always blocked", blocked: 9, rewrites: 2, visible: "Sorry, I can't help with that request.", requests: 3,
+			frames: []string{"session_started", "token", "token", "rewrite", "token", "token", "rewrite", "token", "token", "rewrite", "token", "end"}},
+		{name: "no rewrites allowed", blocked: 1, rewrites: 0, visible: "Sorry, I can't help with that request.", requests: 1,
+			frames: []string{"session_started", "token", "token", "rewrite", "token", "end"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
 			n := 0
+			g := &fakebedrock.Guardrail{Blocked: []string{"forbidden"}}
 			e := newEnv(t, Config{Rewrites: tc.rewrites}, func(fakebedrock.Request) fakebedrock.Script {
 				mu.Lock()
 				defer mu.Unlock()
 				n++
 				if n <= tc.blocked {
-					return fakebedrock.Tokens([]string{"BLOCKED ", "TEXT"}, 0, "guardrail_intervened")
+					s := fakebedrock.Tokens([]string{"Sure, ", "forbidden stuff", "more"}, 0, "end_turn")
+					s.Guardrail = g
+					return s
 				}
-				return fakebedrock.Tokens([]string{"clean ", "answer"}, 0, "end_turn")
+				s := fakebedrock.Tokens([]string{"clean ", "answer"}, 0, "end_turn")
+				s.Guardrail = g
+				return s
 			}, true, 0)
 			if tc.rewrites == 0 {
 				e.svc.cfg.Rewrites = 0
@@ -440,27 +501,76 @@ func TestGuardrailRewrites(t *testing.T) {
 			sink := newSink()
 			e.svc.Open(connID, sink).OnText([]byte(`{"type":"chat","message":"q","thread_id":"g"}`))
 			sink.wait(t, "end", 1)
-			if got := sink.text(); got != tc.text {
-				t.Fatalf("client saw %q", got)
+			if got := sink.types(); strings.Join(got, ",") != strings.Join(tc.frames, ",") {
+				t.Fatalf("frames %v, want %v", got, tc.frames)
+			}
+			if got := sink.visible(); got != tc.visible {
+				t.Fatalf("client shows %q", got)
+			}
+			rw := 0
+			for _, f := range sink.snapshot() {
+				if f["type"] == "rewrite" {
+					rw++
+					if f["attempt"] != float64(rw) {
+						t.Fatalf("rewrite frame %v, want attempt %d", f, rw)
+					}
+				}
+			}
+			for _, raw := range sink.raw {
+				if strings.Contains(raw, "forbidden") {
+					t.Fatalf("the blocked chunk reached the client: %s", raw)
+				}
 			}
 			reqs := e.fake.Requests()
-			if len(reqs) != tc.requests || reqs[0].Guardrail != "gr" {
-				t.Fatalf("%d requests", len(reqs))
+			if len(reqs) != tc.requests || reqs[0].Guardrail != "gr" || reqs[0].StreamMode != "sync" || reqs[0].Trace != "enabled" {
+				t.Fatalf("%d requests %+v", len(reqs), reqs)
 			}
 			if len(reqs) > 1 && !strings.Contains(reqs[1].System, "blocked") {
 				t.Fatal("rewrite request lacks the rewrite instruction")
 			}
-			time.Sleep(10 * time.Millisecond)
-			msgs, _ := e.store.Recent(context.Background(), "g", 0)
+			e.waitOutcome(t, map[bool]string{true: outcomeCompleted, false: outcomeBlocked}[tc.stored], 1)
+			msgs, _ := e.store.Recent(context.Background(), "g", history.Window{})
 			if tc.stored != (len(msgs) == 2) {
 				t.Fatalf("stored %+v", msgs)
 			}
 			for _, m := range msgs {
-				if strings.Contains(m.Content, "BLOCKED") {
-					t.Fatal("blocked text stored")
+				if strings.Contains(m.Content, "Sure") || strings.Contains(m.Content, "cannot answer") {
+					t.Fatalf("text of a blocked attempt stored: %+v", msgs)
 				}
 			}
+			if got := counterValue(e.svc.m.modelTokens.WithLabelValues("output", "test-model")); got == 0 {
+				t.Fatal("no output tokens counted")
+			}
 		})
+	}
+}
+
+// Cancelled after a rewrite, before the regenerated answer showed anything:
+// the client kept nothing, so nothing is stored (not even the message that
+// provoked the guardrail).
+func TestCancelAfterRewriteStoresNothing(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	e := newEnv(t, Config{Rewrites: 2}, func(fakebedrock.Request) fakebedrock.Script {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if n == 1 {
+			s := fakebedrock.Tokens([]string{"forbidden"}, 0, "")
+			s.Guardrail = &fakebedrock.Guardrail{Blocked: []string{"forbidden"}}
+			return s
+		}
+		return fakebedrock.Script{Steps: []fakebedrock.Step{{Stall: true}}}
+	}, true, 0)
+	sink := newSink()
+	c := e.svc.Open(connID, sink)
+	c.OnText([]byte(`{"type":"chat","message":"provoke","thread_id":"rw"}`))
+	sink.wait(t, "rewrite", 1)
+	c.OnText([]byte(`{"type":"cancel"}`))
+	sink.wait(t, "end", 1)
+	e.waitOutcome(t, outcomeCancelled, 1)
+	if msgs, _ := e.store.Recent(context.Background(), "rw", history.Window{}); len(msgs) != 0 {
+		t.Fatalf("stored %+v", msgs)
 	}
 }
 
@@ -539,7 +649,16 @@ func TestConversation(t *testing.T) {
 			want: []string{"user:q", "assistant:x", "user:new"}},
 		{name: "empty answer and escalation", stored: []history.Message{u("q"), a(""), u("q2"), {Role: "assistant", Escalated: true}},
 			want: []string{"user:q", "assistant:" + noAnswer, "user:q2", "assistant:" + escalatedMarker, "user:new"}},
-		{name: "same roles merged", stored: []history.Message{u("q1"), u("q2")}, want: []string{"user:q1\n\nq2\n\nnew"}},
+		{name: "same roles merged, a trailing question gets no answer", stored: []history.Message{u("q1"), u("q2")},
+			want: []string{"user:q1\n\nq2", "assistant:" + noAnswer, "user:new"}},
+		{name: "char bound counts the new message", stored: []history.Message{u("12345"), a("67890")}, maxChars: 12,
+			want: []string{"user:new"}},
+		{name: "char bound fits exactly", stored: []history.Message{u("12345"), a("67890")}, maxChars: 13,
+			want: []string{"user:12345", "assistant:67890", "user:new"}},
+		{name: "characters, not bytes", stored: []history.Message{u("ééé"), a("ààà")}, maxChars: 9,
+			want: []string{"user:ééé", "assistant:ààà", "user:new"}},
+		{name: "message bound counts the new message", stored: []history.Message{u("q1"), a("a1")}, maxMsgs: 2,
+			want: []string{"user:new"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -579,7 +698,7 @@ func TestTurnCancelledWhileQueuedStoresNothing(t *testing.T) {
 	if got := strings.Join(queued.types(), ","); got != "session_started,end" {
 		t.Fatalf("frames %s", got)
 	}
-	if msgs, _ := e.store.Recent(context.Background(), "queued", 0); len(msgs) != 0 {
+	if msgs, _ := e.store.Recent(context.Background(), "queued", history.Window{}); len(msgs) != 0 {
 		t.Fatalf("stored %+v", msgs)
 	}
 	if len(e.fake.Requests()) != 1 {

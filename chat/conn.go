@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/chat/model"
@@ -26,6 +28,7 @@ const (
 	codeTurnInProgress = "turn_in_progress"
 	codeUpstream       = "upstream_error"
 	codeTextRequired   = "text_required"
+	codeRateLimited    = "rate_limited"
 )
 
 // Conn is the chat protocol of one /ws/chat/ socket. OnText, OnBinary and
@@ -41,6 +44,10 @@ type Conn struct {
 	thread string // current thread: the last turn's
 	active *turn
 	closed bool
+	// Turn-rate bucket, refilled lazily when a turn asks for a token: no
+	// timer per socket.
+	allowance float64
+	refilled  time.Time
 }
 
 // turn is one accepted chat message and its answer.
@@ -55,13 +62,31 @@ type turn struct {
 	accepted time.Time
 
 	// Written only by the worker.
-	answer    strings.Builder // text sent to the client
+	answer    strings.Builder // text sent to the client since the last rewrite
 	firstSent bool
+	attempts  int
+	rewrites  int
+	inTokens  int
+	outTokens int
+	guardrail string // the guardrail's account of the last intervention
 }
 
 // Open starts the chat protocol for a socket that has just upgraded.
 func (s *Service) Open(connectionID string, sink Sink) *Conn {
-	return &Conn{s: s, id: connectionID, sink: sink}
+	return &Conn{s: s, id: connectionID, sink: sink, allowance: float64(s.cfg.TurnBurst), refilled: time.Now()}
+}
+
+// allowTurn takes one turn from the socket's bucket (TurnRate per minute,
+// TurnBurst at once). Called with c.mu held.
+func (c *Conn) allowTurn(now time.Time) bool {
+	cfg := &c.s.cfg
+	c.allowance = min(float64(cfg.TurnBurst), c.allowance+now.Sub(c.refilled).Minutes()*cfg.TurnRate)
+	c.refilled = now
+	if c.allowance < 1 {
+		return false
+	}
+	c.allowance--
+	return true
 }
 
 // OnBinary answers a binary frame; the socket stays open.
@@ -133,6 +158,10 @@ func (c *Conn) OnText(payload []byte) {
 		fail(codeInvalidMessage, `"message" must be a non-empty string`)
 		return
 	}
+	if limit := c.s.cfg.MaxMessageChars; len(msg) > limit && (len(msg) > 4*limit || utf8.RuneCountInString(msg) > limit) {
+		fail(codeInvalidMessage, fmt.Sprintf(`"message" is longer than %d characters`, limit))
+		return
+	}
 	thread := c.thread
 	if raw := in["thread_id"]; !isNull(raw) {
 		if err := json.Unmarshal(raw, &thread); err != nil || !ids.Valid(thread) {
@@ -151,6 +180,10 @@ func (c *Conn) OnText(payload []byte) {
 			return
 		}
 	}
+	if len(in["data"]) > c.s.cfg.MaxDataBytes {
+		fail(codeInvalidMessage, fmt.Sprintf(`"data" is larger than %d bytes`, c.s.cfg.MaxDataBytes))
+		return
+	}
 	if channel == "web" && isNull(in["data"]) {
 		fail(codeDataRequired, `"data" is required when "channel" is "web"`)
 		return
@@ -159,12 +192,18 @@ func (c *Conn) OnText(payload []byte) {
 		fail(codeTurnInProgress, "a turn is already streaming on this connection; send cancel to stop it")
 		return
 	}
+	if !c.allowTurn(time.Now()) {
+		c.s.m.rejections.WithLabelValues("rate_limited").Inc()
+		fail(codeRateLimited, fmt.Sprintf("too many turns on this connection (at most %g a minute); try again shortly", c.s.cfg.TurnRate))
+		return
+	}
 	if err := c.s.pool.admit(); err != nil {
 		reason, text := "full", "the server is busy; try again shortly"
 		if errors.Is(err, errPoolClosing) {
 			reason, text = "shutting_down", "the server is shutting down; reconnect and try again"
 		}
 		c.s.m.rejections.WithLabelValues(reason).Inc()
+		c.allowance++ // not started: the turn is given back
 		fail(codeBusy, text)
 		return
 	}
@@ -207,6 +246,36 @@ func (t *turn) emit(s *Service, delta string) error {
 	return nil
 }
 
+// rewrite tells the client to discard the tokens of this turn shown so far:
+// the guardrail stopped the attempt they belong to; what follows replaces
+// them.
+func (t *turn) rewrite(s *Service) error {
+	t.rewrites++
+	t.answer.Reset()
+	frame, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Attempt int    `json:"attempt"`
+	}{"rewrite", t.rewrites})
+	if !t.c.sink.Send(frame) {
+		t.cancel(errClientGone)
+		return errSinkGone
+	}
+	return nil
+}
+
+// countTokens adds a generation's usage to the token counters.
+func (s *Service) countTokens(res model.Result) {
+	if res.ModelID == "" {
+		return
+	}
+	if res.InputTokens > 0 {
+		s.m.modelTokens.WithLabelValues("input", res.ModelID).Add(float64(res.InputTokens))
+	}
+	if res.OutputTokens > 0 {
+		s.m.modelTokens.WithLabelValues("output", res.ModelID).Add(float64(res.OutputTokens))
+	}
+}
+
 // run executes a turn on a worker.
 func (s *Service) run(t *turn) {
 	defer t.cancel(nil)
@@ -218,12 +287,18 @@ func (s *Service) run(t *turn) {
 	// everything else about it.
 	s.m.duration.Observe(time.Since(t.accepted).Seconds())
 	s.m.turns.WithLabelValues(outcome).Inc()
-	log := s.log.With("connection_id", t.c.id, "thread_id", t.thread, "outcome", outcome,
-		"duration", time.Since(t.accepted), "model", s.model.Name())
+	// One line per turn with its cost: operators follow spend (and
+	// guardrail interventions) per thread from the logs.
+	attrs := []any{"connection_id", t.c.id, "thread_id", t.thread, "outcome", outcome,
+		"duration", time.Since(t.accepted), "model", s.model.Name(), "attempts", t.attempts, "rewrites", t.rewrites,
+		"input_tokens", t.inTokens, "output_tokens", t.outTokens}
+	if t.guardrail != "" {
+		attrs = append(attrs, "guardrail", t.guardrail)
+	}
 	if err != nil {
-		log.Warn("chat turn failed", "type", kind, "err", err)
+		s.log.Warn("chat turn failed", append(attrs, "type", kind, "err", err)...)
 	} else {
-		log.Debug("chat turn ended")
+		s.log.Info("chat turn ended", attrs...)
 	}
 }
 
@@ -236,7 +311,9 @@ func (s *Service) execute(t *turn) (outcome, kind string, err error) {
 	var stored []history.Message
 	if ctx.Err() == nil {
 		hctx, hcancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
-		stored, err = s.history.Recent(hctx, t.thread, s.cfg.HistoryMessages)
+		// Read no more than can be sent: HistoryChars characters are at
+		// most 4 bytes each.
+		stored, err = s.history.Recent(hctx, t.thread, history.Window{Messages: s.cfg.HistoryMessages, Bytes: 4 * s.cfg.HistoryChars})
 		hcancel()
 		if err != nil && t.ctx.Err() == nil {
 			s.fail(t)
@@ -261,25 +338,26 @@ func (s *Service) execute(t *turn) (outcome, kind string, err error) {
 		}
 		reached = true
 		req.Rewrite = attempt
-		var held []string
-		res, err = s.model.Stream(ctx, req, func(d string) error {
-			if guarded {
-				// Held until the attempt passes the guardrail: text of a
-				// blocked attempt never reaches the client.
-				held = append(held, d)
-				return nil
-			}
-			return t.emit(s, d)
-		})
-		if err != nil || !res.Blocked {
-			for _, d := range held {
-				if err == nil {
-					err = t.emit(s, d)
-				}
-			}
+		t.attempts++
+		// Every delta goes to the client at once: with a guardrail, Bedrock
+		// has already vetted it (sync stream processing).
+		res, err = s.model.Stream(ctx, req, func(d string) error { return t.emit(s, d) })
+		s.countTokens(res)
+		t.inTokens += res.InputTokens
+		t.outTokens += res.OutputTokens
+		if res.Guardrail != "" {
+			t.guardrail = res.Guardrail
+		}
+		if err != nil || !res.Blocked || !guarded {
 			break
 		}
-		if !guarded || attempt >= s.cfg.Rewrites {
+		// The guardrail stopped this attempt: the client discards what it
+		// was shown of it, and sees the regenerated answer (or, past the
+		// last allowed rewrite, the fixed refusal) instead.
+		if err = t.rewrite(s); err != nil {
+			break
+		}
+		if attempt >= s.cfg.Rewrites {
 			break
 		}
 		s.m.rewrites.Inc()
@@ -299,6 +377,10 @@ func (s *Service) execute(t *turn) (outcome, kind string, err error) {
 			return outcomeBlocked, "", nil
 		}
 	}
+	// A cancelled or disconnected turn stores what the client kept, unless
+	// all it kept was discarded by a rewrite: the message that provoked the
+	// guardrail is not stored either.
+	reached = reached && (t.rewrites == 0 || t.answer.Len() > 0)
 	if err != nil {
 		switch cause := context.Cause(t.ctx); {
 		case errors.Is(cause, errClientCancel):
@@ -376,10 +458,25 @@ func (s *Service) store(t *turn, escalated bool) {
 	defer cancel()
 	err := s.history.Append(ctx, t.thread, []history.Message{
 		{Role: model.RoleUser, Content: t.message},
-		{Role: model.RoleAssistant, Content: t.answer.String(), Escalated: escalated},
+		{Role: model.RoleAssistant, Content: clipChars(t.answer.String(), s.cfg.MaxAnswerChars), Escalated: escalated},
 	})
 	if err != nil {
 		s.m.upstream.WithLabelValues("history").Inc()
 		s.log.Error("chat turn not stored", "thread_id", t.thread, "err", err)
 	}
+}
+
+// clipChars cuts s to at most n characters.
+func clipChars(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := 0
+	for j := range s {
+		if i == n {
+			return s[:j]
+		}
+		i++
+	}
+	return s
 }

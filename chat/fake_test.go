@@ -124,3 +124,17 @@ func (m *fakeMirror) get(thread string) []map[string]any {
 	defer m.mu.Unlock()
 	return append([]map[string]any(nil), m.frames[thread]...)
 }
+
+// visible is what a client shows: the tokens after the last rewrite frame.
+func (f *fakeSink) visible() string {
+	var b strings.Builder
+	for _, fr := range f.snapshot() {
+		switch fr["type"] {
+		case "rewrite":
+			b.Reset()
+		case "token":
+			b.WriteString(fr["content"].(string))
+		}
+	}
+	return b.String()
+}

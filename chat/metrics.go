@@ -29,10 +29,13 @@ type metrics struct {
 	upstream   *prometheus.CounterVec
 	db         *prometheus.HistogramVec
 	rewrites   prometheus.Counter
+	// modelTokens counts Bedrock's usage metadata (the local model counts
+	// words), by direction (input, output) and model id.
+	modelTokens *prometheus.CounterVec
 }
 
 // newMetrics registers the chat metrics on reg; gauges read the pool.
-func newMetrics(reg prometheus.Registerer, p *pool) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, p *pool, modelIDs []string) (*metrics, error) {
 	latency := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m := &metrics{
 		turns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_turns_total",
@@ -44,15 +47,18 @@ func newMetrics(reg prometheus.Registerer, p *pool) (*metrics, error) {
 		tokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "wsedge_chat_tokens_streamed_total",
 			Help: "Token frames queued for chat clients."}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_pool_rejections_total",
-			Help: "Chat turns refused with busy (reason: full, shutting_down)."}, []string{"reason"}),
+			Help: "Chat turns refused: busy (reason full, shutting_down) or rate_limited (reason rate_limited)."}, []string{"reason"}),
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_upstream_errors_total",
 			Help: "Failed model or history calls by type."}, []string{"type"}),
 		db: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wsedge_chat_db_seconds",
 			Help: "History store call latency by operation and result.", Buckets: latency}, []string{"op", "result"}),
 		rewrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "wsedge_chat_guardrail_rewrites_total",
 			Help: "Answers regenerated after a guardrail intervention."}),
+		modelTokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_model_tokens_total",
+			Help: "Model tokens reported by the model's usage metadata, by direction (input, output) and model id."},
+			[]string{"direction", "model"}),
 	}
-	cs := []prometheus.Collector{m.turns, m.ttft, m.duration, m.tokens, m.rejections, m.upstream, m.db, m.rewrites,
+	cs := []prometheus.Collector{m.turns, m.ttft, m.duration, m.tokens, m.rejections, m.upstream, m.db, m.rewrites, m.modelTokens,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsedge_chat_pool_queue_depth",
 			Help: "Accepted chat turns waiting for a worker."}, func() float64 { return float64(len(p.jobs)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wsedge_chat_pool_running",
@@ -65,10 +71,14 @@ func newMetrics(reg prometheus.Registerer, p *pool) (*metrics, error) {
 	}
 	// Known label values start at zero, so that rate() and alerts see a
 	// series before the first event.
+	for _, id := range modelIDs {
+		m.modelTokens.WithLabelValues("input", id)
+		m.modelTokens.WithLabelValues("output", id)
+	}
 	for _, o := range []string{outcomeCompleted, outcomeEscalated, outcomeCancelled, outcomeDisconnected, outcomeBlocked, outcomeFailed} {
 		m.turns.WithLabelValues(o)
 	}
-	for _, r := range []string{"full", "shutting_down"} {
+	for _, r := range []string{"full", "shutting_down", "rate_limited"} {
 		m.rejections.WithLabelValues(r)
 	}
 	for _, k := range []string{model.KindThrottled, model.KindModel, model.KindUnavailable, model.KindValidation,
@@ -99,9 +109,9 @@ func (s timedStore) Append(ctx context.Context, threadID string, msgs []history.
 	return err
 }
 
-func (s timedStore) Recent(ctx context.Context, threadID string, limit int) ([]history.Message, error) {
+func (s timedStore) Recent(ctx context.Context, threadID string, w history.Window) ([]history.Message, error) {
 	start := time.Now()
-	msgs, err := s.Store.Recent(ctx, threadID, limit)
+	msgs, err := s.Store.Recent(ctx, threadID, w)
 	s.observe("recent", start, err)
 	return msgs, err
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -47,16 +48,35 @@ type Config struct {
 	// TurnTimeout bounds a turn from the moment a worker takes it: history
 	// load, every model attempt and the stream [2m].
 	TurnTimeout time.Duration
-	// HistoryMessages and HistoryChars bound the thread history sent to the
-	// model with each turn: the most recent messages that fit both [20, 24000].
+	// HistoryMessages and HistoryChars bound what is sent to the model with
+	// each turn, the new message included: the most recent messages that fit
+	// both [20, 24000]. Characters are Unicode code points here and in every
+	// *Chars setting.
 	HistoryMessages int
 	HistoryChars    int
-	// HistoryLimit caps the messages returned by History and read by
-	// Summarize [1000].
+	// MaxMessageChars caps a chat message; longer is invalid_message
+	// [4000]. It must not exceed HistoryChars, so a new message always fits.
+	MaxMessageChars int
+	// MaxDataBytes caps the raw JSON of a chat frame's "data" (kept with
+	// the turn and mirrored to session listeners); larger is
+	// invalid_message [16 KiB]. With MaxMessageChars it bounds the bytes an
+	// admitted turn holds, so the pool's places are bounded in bytes too.
+	MaxDataBytes int
+	// MaxAnswerChars caps the answer stored in history (the client is sent
+	// the whole answer, itself bounded by BEDROCK_MAX_TOKENS) [16000].
+	MaxAnswerChars int
+	// TurnRate (turns per minute) and TurnBurst bound the turns one socket
+	// may start; over them a chat frame gets rate_limited [20, 5].
+	TurnRate  float64
+	TurnBurst int
+	// HistoryLimit and HistoryBytes bound History (/api/thread/history):
+	// the newest messages within both [1000, 256 KiB of content].
 	HistoryLimit int
-	// SummaryChars caps the characters of history sent to the summary
-	// model; the newest messages are kept [100000].
-	SummaryChars int
+	HistoryBytes int
+	// SummaryMessages and SummaryChars bound the history read for and sent
+	// to the summary model: the newest messages within both [200, 32000].
+	SummaryMessages int
+	SummaryChars    int
 	// StoreTimeout bounds each history read or write [5s].
 	StoreTimeout time.Duration
 	// Rewrites is MAXIMUM_GUARDRAIL_REWRITES: how many times an answer
@@ -78,8 +98,18 @@ func (c *Config) defaults() {
 	def(&c.Queue, 256)
 	def(&c.HistoryMessages, 20)
 	def(&c.HistoryChars, 24000)
+	def(&c.MaxMessageChars, 4000)
+	c.MaxMessageChars = min(c.MaxMessageChars, c.HistoryChars)
+	def(&c.MaxAnswerChars, 16000)
+	def(&c.MaxDataBytes, 16<<10)
+	def(&c.TurnBurst, 5)
+	if c.TurnRate <= 0 {
+		c.TurnRate = 20
+	}
 	def(&c.HistoryLimit, 1000)
-	def(&c.SummaryChars, 100000)
+	def(&c.HistoryBytes, 256<<10)
+	def(&c.SummaryMessages, 200)
+	def(&c.SummaryChars, 32000)
 	if c.Rewrites < 0 {
 		c.Rewrites = 0
 	}
@@ -134,14 +164,15 @@ func New(cfg Config, m model.Model, h history.Store, mirror Mirror, log *slog.Lo
 	s := &Service{cfg: cfg, model: m, mirror: mirror, log: log}
 	s.base, s.cancelBase = context.WithCancelCause(context.Background())
 	p := newPool(cfg.Workers, cfg.Queue, s.run)
-	met, err := newMetrics(reg, p)
+	met, err := newMetrics(reg, p, m.ModelIDs())
 	if err != nil {
 		p.stop()
 		return nil, fmt.Errorf("chat metrics: %w", err)
 	}
 	s.pool, s.m, s.history = p, met, timedStore{Store: h, m: met}
 	log.Info("chat service started", "model", m.Name(), "guarded", m.Guarded(),
-		"workers", cfg.Workers, "queue", cfg.Queue, "turn_timeout", cfg.TurnTimeout)
+		"workers", cfg.Workers, "queue", cfg.Queue, "turn_timeout", cfg.TurnTimeout,
+		"max_message_chars", cfg.MaxMessageChars, "turn_rate_per_min", cfg.TurnRate, "turn_burst", cfg.TurnBurst)
 	return s, nil
 }
 
@@ -170,10 +201,15 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// History returns the thread's messages, oldest first, at most
-// Config.HistoryLimit. An unknown thread is history.ErrNotFound.
+// History returns the thread's newest messages, oldest first, within
+// Config.HistoryLimit messages and Config.HistoryBytes of content. An
+// unknown (or expired) thread is history.ErrNotFound.
 func (s *Service) History(ctx context.Context, threadID string) ([]history.Message, error) {
-	msgs, err := s.history.Recent(ctx, threadID, s.cfg.HistoryLimit)
+	return s.recent(ctx, threadID, history.Window{Messages: s.cfg.HistoryLimit, Bytes: s.cfg.HistoryBytes})
+}
+
+func (s *Service) recent(ctx context.Context, threadID string, w history.Window) ([]history.Message, error) {
+	msgs, err := s.history.Recent(ctx, threadID, w)
 	if err != nil {
 		return nil, err
 	}
@@ -189,18 +225,21 @@ const summaryInstruction = "Summarize the conversation above in a few sentences:
 
 // Summarize asks the summary model for a summary of the thread.
 func (s *Service) Summarize(ctx context.Context, threadID string) (string, error) {
-	msgs, err := s.History(ctx, threadID)
+	// Read no more than can be sent: SummaryChars characters are at most
+	// 4 bytes each.
+	msgs, err := s.recent(ctx, threadID, history.Window{Messages: s.cfg.SummaryMessages, Bytes: 4 * s.cfg.SummaryChars})
 	if err != nil {
 		return "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.TurnTimeout)
 	defer cancel()
-	conv := conversation(msgs, summaryInstruction, s.cfg.HistoryLimit+1, s.cfg.SummaryChars)
+	conv := conversation(msgs, summaryInstruction, s.cfg.SummaryMessages+1, s.cfg.SummaryChars+utf8.RuneCountInString(summaryInstruction))
 	var b strings.Builder
 	res, err := s.model.Stream(ctx, model.Request{
 		System:   "You write short, factual summaries of customer support conversations.",
 		Messages: conv, Summary: true,
 	}, func(d string) error { b.WriteString(d); return nil })
+	s.countTokens(res)
 	if err != nil {
 		s.m.upstream.WithLabelValues(model.ErrorKind(err)).Inc()
 		return "", fmt.Errorf("summarize %q: %w", threadID, err)
@@ -218,9 +257,10 @@ const (
 )
 
 // conversation turns stored messages plus the new user message into what
-// the model accepts: the most recent messages within maxMsgs and maxChars
-// (0: unbounded), starting with a user message, roles alternating, no
-// empty text.
+// the model accepts: the most recent messages within maxMsgs messages and
+// maxChars characters, the new message included (0: unbounded), starting
+// with a user message, roles alternating, no empty text. The new message is
+// always sent (OnText caps it below maxChars).
 func conversation(stored []history.Message, user string, maxMsgs, maxChars int) []model.Message {
 	var out []model.Message
 	for _, m := range stored {
@@ -240,22 +280,23 @@ func conversation(stored []history.Message, user string, maxMsgs, maxChars int) 
 		}
 		out = append(out, model.Message{Role: m.Role, Content: content})
 	}
+	// A stored thread ends with an answer; if it ends with a user message
+	// (written by hand), that message gets an empty answer so roles alternate.
 	if n := len(out); n > 0 && out[n-1].Role == model.RoleUser {
-		out[n-1].Content += "\n\n" + user
-	} else {
-		out = append(out, model.Message{Role: model.RoleUser, Content: user})
+		out = append(out, model.Message{Role: model.RoleAssistant, Content: noAnswer})
 	}
-	// Keep the newest messages within both bounds; the new message always.
-	start, chars := len(out)-1, len(out[len(out)-1].Content)
+	// Keep the newest stored messages that fit next to the new one.
+	budget := maxChars - utf8.RuneCountInString(user)
+	start, chars := len(out), 0
 	for start > 0 {
-		next := chars + len(out[start-1].Content)
-		if (maxMsgs > 0 && len(out)-start+1 > maxMsgs) || (maxChars > 0 && next > maxChars) {
+		next := chars + utf8.RuneCountInString(out[start-1].Content)
+		if (maxMsgs > 0 && len(out)-start+2 > maxMsgs) || (maxChars > 0 && next > budget) {
 			break
 		}
 		start, chars = start-1, next
 	}
-	for start < len(out)-1 && out[start].Role != model.RoleUser {
+	for start < len(out) && out[start].Role != model.RoleUser {
 		start++
 	}
-	return out[start:]
+	return append(out[start:len(out):len(out)], model.Message{Role: model.RoleUser, Content: user})
 }

@@ -31,6 +31,9 @@ type Config struct {
 	// Origin check (native clients send none; browsers always do). A present
 	// but unlisted Origin is still refused.
 	AllowMissingOrigin bool
+	// Console serves the built-in browser console at /console/ (docs/PROTOCOL.md
+	// §Console). Off by default: it is a debugging aid, not an API.
+	Console bool
 	// AuthAPIKey, when set, guards the /ws/chat/ upgrade.
 	AuthAPIKey string
 
@@ -44,15 +47,29 @@ type Config struct {
 	// event loop or flood a session.
 	MessageRate  int
 	MessageBurst int
+	// ByteRate caps the payload bytes one socket may send per second (0: no
+	// cap), with bursts up to ByteBurst (at least MaxMessageSize); over it,
+	// as over MessageRate, the message is dropped and rate_limited answered.
+	ByteRate  int
+	ByteBurst int
+	// PresenceMaxMembers caps the members (and distinct client types) in one
+	// presence answer; a larger session gets the first ones and
+	// "truncated":true. It sizes the largest answer, hence OutboundCap's floor.
+	PresenceMaxMembers int
 	// MaxConnections caps open sockets (HTTP and WebSocket together).
 	MaxConnections int
 	// MaxHeaderBytes caps an HTTP request head; over it: 431.
 	MaxHeaderBytes int
-	// MaxBodyBytes caps an HTTP request body; over it: 413.
+	// MaxBodyBytes caps an HTTP request body; over it: 413. Only the API
+	// takes bodies, so main sets it from CHAT_API_MAX_BODY.
 	MaxBodyBytes int
 
 	// HelloTimeout: a session socket that sends no hello in time is closed 4001.
 	HelloTimeout time.Duration
+	// FrameTimeout: a frame, and a fragmented message, must be received
+	// whole within it from its first byte, else close 1008. It is well under
+	// PongTimeout because trickled bytes keep a socket "alive".
+	FrameTimeout time.Duration
 	// PingInterval: a socket silent this long is pinged.
 	PingInterval time.Duration
 	// PongTimeout: a pinged socket silent this long after the ping is dropped.
@@ -76,7 +93,8 @@ type Config struct {
 	PresenceConcurrency int
 	// APIConcurrency caps HTTP API requests in flight; over it: 503.
 	APIConcurrency int
-	// APITimeout bounds one HTTP API request.
+	// APITimeout bounds one HTTP API request: the client is answered 503
+	// and the handler's context ends (CHAT_API_TIMEOUT).
 	APITimeout time.Duration
 
 	// DrainTimeout bounds graceful shutdown.
@@ -117,9 +135,13 @@ func Defaults() Config {
 	return Config{
 		Addr:                "0.0.0.0:8000",
 		MaxMessageSize:      1 << 20,
-		OutboundCap:         1 << 20,
+		OutboundCap:         2 << 20,
 		MessageRate:         1000,
 		MessageBurst:        2000,
+		ByteRate:            1 << 20,
+		ByteBurst:           2 << 20,
+		PresenceMaxMembers:  1000,
+		FrameTimeout:        10 * time.Second,
 		MaxConnections:      100_000,
 		MaxHeaderBytes:      8 << 10,
 		MaxBodyBytes:        64 << 10,
@@ -134,7 +156,7 @@ func Defaults() Config {
 		PresenceTimeout:     2 * time.Second,
 		PresenceConcurrency: 512,
 		APIConcurrency:      256,
-		APITimeout:          30 * time.Second,
+		APITimeout:          2 * time.Minute,
 		DrainTimeout:        30 * time.Second,
 		DrainSpread:         5 * time.Second,
 		ReconnectJitter:     5 * time.Second,
@@ -157,11 +179,20 @@ func (c Config) Validate() error {
 	if c.MaxMessageSize < 125 {
 		errs = append(errs, errors.New("max message size must be at least 125 bytes"))
 	}
-	if c.OutboundCap < 4096 {
-		errs = append(errs, errors.New("outbound cap must be at least 4096 bytes"))
+	if c.PresenceMaxMembers < 1 || c.PresenceMaxMembers > MaxPresenceMembers {
+		errs = append(errs, fmt.Errorf("presence max members must be 1 to %d", MaxPresenceMembers))
+	} else if c.MaxMessageSize >= 125 && c.MaxMessageSize <= maxMessageSizeLimit && c.OutboundCap < c.MinOutboundCap() {
+		errs = append(errs, fmt.Errorf("outbound cap %d is below %d bytes, the largest frame the server sends for one request "+
+			"(an echo of a max-size message, or a presence answer of %d members)", c.OutboundCap, c.MinOutboundCap(), c.PresenceMaxMembers))
+	}
+	if c.MaxMessageSize > maxMessageSizeLimit {
+		errs = append(errs, fmt.Errorf("max message size must be at most %d bytes", maxMessageSizeLimit))
 	}
 	if c.MessageRate < 0 || (c.MessageRate > 0 && c.MessageBurst < 1) {
 		errs = append(errs, errors.New("message rate must not be negative, and its burst must be at least 1"))
+	}
+	if c.ByteRate < 0 || (c.ByteRate > 0 && (c.ByteBurst < c.MaxMessageSize || c.ByteBurst > 1<<30)) {
+		errs = append(errs, errors.New("byte rate must not be negative, and its burst must be at least the max message size and at most 1 GiB"))
 	}
 	if c.MaxConnections < 1 {
 		errs = append(errs, errors.New("max connections must be at least 1"))
@@ -173,6 +204,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("presence and API concurrency must be at least 1"))
 	}
 	pos("hello timeout", c.HelloTimeout)
+	pos("frame timeout", c.FrameTimeout)
 	pos("ping interval", c.PingInterval)
 	pos("pong timeout", c.PongTimeout)
 	pos("write timeout", c.WriteTimeout)
@@ -197,4 +229,39 @@ func (c Config) Validate() error {
 	}
 	pos("token expiry grace", c.TokenExpiryGrace)
 	return errors.Join(errs...)
+}
+
+// Bounds that keep the size arithmetic below far from overflow.
+const (
+	maxMessageSizeLimit = 1 << 30
+	// MaxPresenceMembers is the highest PresenceMaxMembers accepted.
+	MaxPresenceMembers = 100_000
+)
+
+// Worst-case sizes of what the server sends for one request, with user_type
+// and client_type at their 64-byte limit and every byte escaped as \u00XX.
+const (
+	// dataFrameOverhead covers the envelope around a client's message (an
+	// echo, or a session_message with the sender's types) and the frame
+	// header.
+	dataFrameOverhead = 1024
+	// presenceFixed: the frame header, session id and the fixed fields.
+	presenceFixed = 512
+	// presenceMemberMax: one member object (32-hex id, two escaped types,
+	// two times) plus one by_type entry.
+	presenceMemberMax = 1024 + 416
+)
+
+// PresenceAnswerMax is the byte budget of one presence answer: members are
+// left out ("truncated":true) rather than exceed it.
+func (c Config) PresenceAnswerMax() int {
+	return presenceFixed + c.PresenceMaxMembers*presenceMemberMax
+}
+
+// MinOutboundCap is the floor of OutboundCap: the largest frame the server
+// produces for one request (an echo or broadcast of a MaxMessageSize message,
+// or a full presence answer), plus room for the small frames around it (an
+// error or close frame). A cap below it would close the client that asked.
+func (c Config) MinOutboundCap() int {
+	return max(c.MaxMessageSize+dataFrameOverhead, c.PresenceAnswerMax()) + 4096
 }

@@ -50,15 +50,18 @@ type conn struct {
 	busy      bool // an HTTP API request is in flight; pipelined ones wait
 	closeTCP  bool // close the TCP connection when the current callback ends
 	continued bool // "100 Continue" sent for the request being read
+	dropMsg   bool // a frame of the message being assembled was over budget
+	paused    bool // HTTP answers over OutboundCap: no request is read until they drain
 
 	idx  int32 // position in ls.conns
 	sidx int32 // position in ls.sessions[session]
 
 	closeCode int32 // close code sent or received, for metrics
 
-	// Token bucket of MessageRate: tokens in thousandths of a message,
-	// refilled from the time of the last refill.
+	// Token buckets of MessageRate (tokens in thousandths of a frame) and
+	// ByteRate (bytes), refilled from the time of the last refill.
 	tokens     int64
+	byteTokens int64
 	refilledAt int64
 	limitedAt  int64 // last rate_limited answer, to send at most one a second
 
@@ -68,7 +71,13 @@ type conn struct {
 	pingAt     int64
 	closeAt    int64
 	stallSince int64
-	lastOut    int
+	// Since when a frame has been partly received, and since when a
+	// fragmented message has been in progress (0: none); the sweeper closes
+	// the socket when either is older than FrameTimeout. Unlike lastRx, a
+	// trickled byte does not move them.
+	frameAt int64
+	msgAt   int64
+	lastOut int
 
 	need int // bytes the next frame needs before parsing is worth trying
 
@@ -128,14 +137,25 @@ func (c *conn) flush() {
 		return
 	}
 	// A write error needs no handling here: gnet closes the socket itself
-	// and calls OnClose.
+	// and calls OnClose. gnet hands Writev's slices to one writev(2), which
+	// fails with EINVAL above IOV_MAX (1,024) iovecs, and gnet then closes
+	// the socket: a burst of many small frames is written in batches. After
+	// the first batch the socket is usually full or the rest is queued in
+	// gnet's buffer, so later batches cost a copy, not a syscall.
 	if len(c.pending) == 1 {
 		_, _ = c.gc.Write(c.pending[0])
 	} else {
-		_, _ = c.gc.Writev(c.pending)
+		for rest := c.pending; len(rest) > 0 && c.state != stClosed; {
+			n := min(len(rest), maxIOV)
+			_, _ = c.gc.Writev(rest[:n])
+			rest = rest[n:]
+		}
 	}
 	c.dropPending()
 }
+
+// maxIOV is IOV_MAX on Linux and the BSDs: the most slices one writev takes.
+const maxIOV = 1024
 
 func (c *conn) dropPending() {
 	for i := range c.pending {
@@ -195,24 +215,46 @@ func (c *conn) leaveSession() {
 	}
 }
 
-// allow takes one message from c's bucket; false when it is empty.
-func (c *conn) allow(now int64) bool {
+// allow takes one frame of n payload bytes from c's buckets; false when
+// either is empty. Every frame but close counts, control frames included, so
+// that pings and empty continuations cannot bypass the budget.
+func (c *conn) allow(now int64, n int) bool {
 	cfg := &c.ls.srv.cfg
-	if cfg.MessageRate <= 0 {
+	if cfg.MessageRate <= 0 && cfg.ByteRate <= 0 {
 		return true
 	}
-	capacity := int64(cfg.MessageBurst) * 1000
 	if c.refilledAt == 0 {
-		c.tokens, c.refilledAt = capacity, now
+		c.tokens = int64(cfg.MessageBurst) * 1000
+		c.byteTokens = int64(cfg.ByteBurst)
+		c.refilledAt = now
 	}
-	// MessageRate messages a second are MessageRate/1e6 thousandths a
-	// nanosecond; a long silence refills the bucket, no more.
-	elapsed := min(now-c.refilledAt, int64(time.Minute))
+	elapsed := now - c.refilledAt
 	c.refilledAt = now
-	c.tokens = min(capacity, c.tokens+elapsed*int64(cfg.MessageRate)/1e6)
-	if c.tokens < 1000 {
+	ok := true
+	if cfg.MessageRate > 0 {
+		capacity := int64(cfg.MessageBurst) * 1000
+		// MessageRate frames a second are MessageRate/1e6 thousandths a
+		// nanosecond; a long silence refills the bucket, no more.
+		e := min(elapsed, int64(time.Minute))
+		c.tokens = min(capacity, c.tokens+e*int64(cfg.MessageRate)/1e6)
+		ok = c.tokens >= 1000
+	}
+	if cfg.ByteRate > 0 {
+		capacity := int64(cfg.ByteBurst)
+		// Bounded by the time that fills the bucket, so that the product
+		// cannot overflow (ByteBurst ≤ 1 GiB).
+		e := min(elapsed, capacity*int64(time.Second)/int64(cfg.ByteRate)+1)
+		c.byteTokens = min(capacity, c.byteTokens+e*int64(cfg.ByteRate)/int64(time.Second))
+		ok = ok && c.byteTokens >= int64(n)
+	}
+	if !ok {
 		return false
 	}
-	c.tokens -= 1000
+	if cfg.MessageRate > 0 {
+		c.tokens -= 1000
+	}
+	if cfg.ByteRate > 0 {
+		c.byteTokens -= int64(n)
+	}
 	return true
 }

@@ -56,7 +56,8 @@ type mail struct {
 
 func newLoopState(srv *Server, el gnet.EventLoop) *loopState {
 	ls := &loopState{srv: srv, el: el, sessions: make(map[string][]*conn)}
-	ls.br = bufio.NewReaderSize(&ls.rd, 4096)
+	// fasthttp needs the whole head in the reader's buffer.
+	ls.br = bufio.NewReaderSize(&ls.rd, max(4096, srv.cfg.MaxHeaderBytes))
 	return ls
 }
 

@@ -15,6 +15,6 @@ func BenchmarkPresenceFrame5000(b *testing.B) {
 	b.ReportAllocs()
 	var buf []byte
 	for b.Loop() {
-		_, buf = presenceFrame(buf, "s", ms)
+		_, buf = presenceFrame(buf, "s", ms, len(ms), 1<<30)
 	}
 }

@@ -11,9 +11,9 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/edge/broker"
+	"github.com/wsedge/wsedge/edge/console"
 	"github.com/wsedge/wsedge/edge/presence"
 	"github.com/wsedge/wsedge/internal/jointoken"
 )
@@ -26,7 +26,7 @@ type Deps struct {
 	// OpenChat serves /ws/chat/; nil answers 404.
 	OpenChat OpenChat
 	// API serves /api/*, off the event loops; nil answers 404.
-	API      fasthttp.RequestHandler
+	API      APIHandler
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	// Tokens, when set, makes join tokens required on /ws/session/.
@@ -45,7 +45,8 @@ type Server struct {
 	presence presence.Store
 	broker   broker.Broker
 	openChat OpenChat
-	api      fasthttp.RequestHandler
+	api      APIHandler
+	console  *console.Files // nil unless Config.Console
 	tokens   *jointoken.Verifier
 	ips      *ipTable
 	sessions *sessionTable
@@ -75,8 +76,16 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if d.Hub == nil || d.Broker == nil || d.Presence == nil || d.Logger == nil || d.Registry == nil {
 		return nil, errors.New("edge: hub, broker, presence, logger and registry are required")
 	}
+	var files *console.Files
+	if cfg.Console {
+		var err error
+		if files, err = console.Load(); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
 	d.Hub.SetBroker(d.Broker)
 	return &Server{
+		console:     files,
 		cfg:         cfg,
 		log:         d.Logger,
 		metrics:     newMetrics(d.Registry),

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -22,7 +24,7 @@ const maxTypeLen = 64
 // clientMessage holds the fields of a session message the edge looks at.
 // Values stay raw so that broadcast msg/data and echo pass through untouched.
 type clientMessage struct {
-	Type, UserType, ClientType, Msg, Data json.RawMessage
+	Type, UserType, ClientType, Msg, Data, Limit json.RawMessage
 }
 
 // errorFrame is an error frame, framed.
@@ -58,7 +60,7 @@ func decodeSessionMessage(op ws.OpCode, msg []byte) (int, clientMessage) {
 		return kindOther, m
 	}
 	m = clientMessage{Type: fields["type"], UserType: fields["user_type"], ClientType: fields["client_type"],
-		Msg: fields["msg"], Data: fields["data"]}
+		Msg: fields["msg"], Data: fields["data"], Limit: fields["limit"]}
 	var t string
 	if json.Unmarshal(m.Type, &t) != nil {
 		return kindOther, m
@@ -88,7 +90,12 @@ func (s *Server) onSessionMessage(c *conn, op ws.OpCode, msg []byte) {
 	case kindHello:
 		c.send(errorFrame("hello_already_received", "hello was already received on this connection"))
 	case kindPresence:
-		s.queryPresence(c)
+		limit, ok := presenceLimit(m.Limit, s.cfg.PresenceMaxMembers)
+		if !ok {
+			c.send(errorFrame("invalid_request", "presence limit must be a positive integer"))
+			return
+		}
+		s.queryPresence(c, limit)
 	case kindBroadcast:
 		s.broadcast(c, m)
 	default:
@@ -124,7 +131,8 @@ func (s *Server) beforeHello(c *conn, kind int, m clientMessage) {
 	}
 	var userType, clientType string
 	clientTypeSet := len(m.ClientType) > 0 && string(m.ClientType) != "null"
-	if json.Unmarshal(m.UserType, &userType) != nil || userType == "" || len(userType) > maxTypeLen {
+	// Whitespace only is empty, as for the original (it strips user_type).
+	if json.Unmarshal(m.UserType, &userType) != nil || strings.TrimSpace(userType) == "" || len(userType) > maxTypeLen {
 		refuse("user_type_required", "hello needs user_type: a non-empty string of at most 64 bytes")
 		return
 	}
@@ -198,17 +206,34 @@ func (s *Server) broadcast(c *conn, m clientMessage) {
 	s.metrics.broadcasts.Inc()
 }
 
+// presenceLimit reads a presence request's optional "limit": a positive
+// integer, clamped to max; absent or null means max.
+func presenceLimit(raw json.RawMessage, max int) (int, bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return max, true
+	}
+	var n float64
+	if json.Unmarshal(raw, &n) != nil || n < 1 || n != math.Trunc(n) {
+		return 0, false
+	}
+	return int(min(n, float64(max))), true
+}
+
 // presenceFrame builds the presence frame of PROTOCOL.md §1. The members
 // array is the bulk of a large answer, so it is appended without reflection.
-// buf is reused when large enough; the frame and the whole buffer (for
-// reuse) are returned.
-func presenceFrame(buf []byte, session string, members []presence.Member) (frame, full []byte) {
-	if members == nil {
-		members = []presence.Member{}
-	}
+// count is always the whole session; members holds at most limit of them,
+// by_type at most limit client types, and the payload stays within budget
+// bytes; when anything is left out, "truncated" is true. buf is reused when
+// large enough; the frame and the whole buffer (for reuse) are returned.
+func presenceFrame(buf []byte, session string, members []presence.Member, limit, budget int) (frame, full []byte) {
+	truncated := false
 	byType := map[string]int{}
 	for _, m := range members {
-		byType[m.ClientType]++
+		if _, seen := byType[m.ClientType]; seen || len(byType) < limit {
+			byType[m.ClientType]++
+		} else {
+			truncated = true
+		}
 	}
 	bt, _ := json.Marshal(byType)
 	b := append(buf[:0], make([]byte, wsframe.Headroom)...)
@@ -217,16 +242,38 @@ func presenceFrame(buf []byte, session string, members []presence.Member) (frame
 	b = append(b, `","count":`...)
 	b = strconv.AppendInt(b, int64(len(members)), 10)
 	b = append(b, `,"by_type":`...)
+	if len(b)+len(bt) > budget/2 {
+		// Only types longer than the edge allows (written to a shared
+		// store by something else) get here.
+		bt, truncated = []byte("{}"), true
+	}
 	b = append(b, bt...)
-	b = append(b, `,"members":`...)
-	b = presence.AppendMembersJSON(b, members)
+	b = append(b, `,"members":[`...)
+	const tail = len(`],"truncated":false}`)
+	for i := range members {
+		if i == limit {
+			truncated = true
+			break
+		}
+		mark := len(b)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = presence.AppendMemberJSON(b, &members[i])
+		if len(b)+tail > budget {
+			b, truncated = b[:mark], true
+			break
+		}
+	}
+	b = append(b, `],"truncated":`...)
+	b = strconv.AppendBool(b, truncated)
 	b = append(b, '}')
 	return wsframe.TextInPlace(b), b
 }
 
 // queryPresence asks the store off the loop; the answer comes back through
 // the loop's mailbox. At most PresenceConcurrency queries run at once.
-func (s *Server) queryPresence(c *conn) {
+func (s *Server) queryPresence(c *conn, limit int) {
 	select {
 	case s.presenceSem <- struct{}{}:
 	default:
@@ -251,7 +298,7 @@ func (s *Server) queryPresence(c *conn) {
 				buf = new([]byte)
 			}
 			var full []byte
-			frame, full = presenceFrame(*buf, session, members)
+			frame, full = presenceFrame(*buf, session, members, limit, s.cfg.PresenceAnswerMax())
 			s.metrics.presenceQuery.Observe(time.Since(start).Seconds())
 			// Large answers are built in pooled buffers: gnet copies what
 			// the socket does not take at once, so the buffer is free again

@@ -38,7 +38,20 @@ func (ls *loopState) sweep() {
 		switch c.state {
 		case stHTTP:
 			switch {
+			case ls.writeStalled(c, now):
+				s.metrics.slowConsumers.WithLabelValues("write_timeout").Inc()
+				drop = append(drop, c)
+			case c.closeAt != 0: // refused; the client had its answer
+				if now-c.closeAt > int64(cfg.CloseTimeout) {
+					drop = append(drop, c)
+				}
 			case c.busy:
+			case c.paused:
+				// Nothing else tells the loop that the client has read
+				// its answers: resume reading its requests from here.
+				if c.gc.OutboundBuffered() <= cfg.OutboundCap {
+					_ = c.gc.Wake(nil)
+				}
 			case c.reqStart != 0 && now-c.reqStart > int64(cfg.HandshakeTimeout):
 				s.metrics.rejected.WithLabelValues("handshake_timeout").Inc()
 				drop = append(drop, c)
@@ -50,6 +63,15 @@ func (ls *loopState) sweep() {
 			case c.route == routeSession && !c.hello && now-c.openedAt > int64(cfg.HelloTimeout):
 				c.send(errorFrame("hello_required", "no hello received in time"))
 				c.closeWS(wsframe.CloseHelloRequired, "hello timeout", false)
+			case c.frameAt != 0 && now-c.frameAt > int64(cfg.FrameTimeout),
+				c.msgAt != 0 && now-c.msgAt > int64(cfg.FrameTimeout):
+				// A frame or fragmented message that does not complete in
+				// time pins its buffered bytes; trickled bytes do not help.
+				// The peer's close frame could only come after the
+				// unfinished one, so the connection ends with ours.
+				s.metrics.rejected.WithLabelValues("frame_timeout").Inc()
+				c.closeWS(wsframe.ClosePolicyViolation, "frame timeout", false)
+				drop = append(drop, c)
 			case c.pingOut && now-c.pingAt > int64(cfg.PongTimeout):
 				c.closeCode = 1006
 				drop = append(drop, c)

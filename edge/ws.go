@@ -109,6 +109,9 @@ func (s *Server) onWS(c *conn) {
 		f, fn, need, err := wsframe.Parse(buf[off:], max)
 		if err == wsframe.ErrIncomplete {
 			c.need = need
+			if c.frameAt == 0 {
+				c.frameAt = c.lastRx
+			}
 			break
 		}
 		if err != nil {
@@ -118,6 +121,7 @@ func (s *Server) onWS(c *conn) {
 		}
 		off += fn
 		c.need = 0
+		c.frameAt = 0
 		c.pingOut = false
 		c.ls.stats.framesIn++
 		c.ls.stats.bytesIn += uint64(fn)
@@ -142,12 +146,31 @@ func (s *Server) violation(c *conn, err error) {
 	c.closeTCP = true
 }
 
+// rateLimited answers a frame over the socket's budget: rate_limited, at
+// most once a second.
+func (s *Server) rateLimited(c *conn) {
+	s.metrics.rejected.WithLabelValues("rate_limited").Inc()
+	if c.lastRx-c.limitedAt >= int64(time.Second) {
+		c.limitedAt = c.lastRx
+		c.send(errorFrame("rate_limited", "too many messages; this one was dropped"))
+	}
+}
+
 func (s *Server) onFrame(c *conn, f wsframe.Frame) {
-	switch f.Header.OpCode {
+	op := f.Header.OpCode
+	// Every frame but close takes from the socket's budget: a ping over it
+	// gets no pong, a data frame over it drops its whole message.
+	allowed := op == ws.OpClose || c.state != stWS || c.allow(c.lastRx, len(f.Payload))
+	switch op {
 	case ws.OpPing:
-		if c.state == stWS {
-			c.send(wsframe.AppendFrame(nil, ws.OpPong, f.Payload))
+		if c.state != stWS {
+			return
 		}
+		if !allowed {
+			s.rateLimited(c)
+			return
+		}
+		c.send(wsframe.AppendFrame(nil, ws.OpPong, f.Payload))
 		return
 	case ws.OpPong:
 		return
@@ -172,20 +195,26 @@ func (s *Server) onFrame(c *conn, f wsframe.Frame) {
 	if c.state != stWS {
 		return // data after our close frame is ignored (RFC 6455 §1.4)
 	}
+	if !allowed {
+		c.dropMsg = true
+	}
+	// The assembler still sees a dropped message's frames, so that the
+	// fragmentation and UTF-8 rules hold for it too.
 	op, msg, done, err := c.asm.Push(f, int64(s.cfg.MaxMessageSize))
 	if err != nil {
 		s.violation(c, err)
 		return
 	}
 	if !done {
+		if c.msgAt == 0 {
+			c.msgAt = c.lastRx
+		}
 		return
 	}
-	if !c.allow(c.lastRx) {
-		s.metrics.rejected.WithLabelValues("rate_limited").Inc()
-		if c.lastRx-c.limitedAt >= int64(time.Second) {
-			c.limitedAt = c.lastRx
-			c.send(errorFrame("rate_limited", "too many messages; this one was dropped"))
-		}
+	c.msgAt = 0
+	if c.dropMsg {
+		c.dropMsg = false
+		s.rateLimited(c)
 		return
 	}
 	switch c.route {

@@ -135,8 +135,10 @@ func TestSlowConsumerClosed(t *testing.T) {
 	// Not parallel: it moves 12 MB in lockstep and wants the CPU to itself.
 	ts := startServer(t, func(c *Config) {
 		c.OutboundCap = 64 << 10
+		smallAnswers(c)
 		c.CloseTimeout = 500 * time.Millisecond
 		c.MessageRate = 0 // the sender sends 3,000 messages as fast as it can
+		c.ByteRate = 0
 	})
 	stalled, _ := ts.session(t, "slow", "admin", "web")
 	fast, _ := ts.session(t, "slow", "agent", "web")
@@ -408,7 +410,7 @@ func TestMessageRateLimit(t *testing.T) {
 // pipelined behind a slow one are answered in order.
 func TestAPIRequests(t *testing.T) {
 	t.Parallel()
-	ts := startServerWith(t, nil, Deps{API: func(ctx *fasthttp.RequestCtx) {
+	ts := startServerWith(t, nil, Deps{API: func(_ context.Context, ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/api/slow" {
 			time.Sleep(200 * time.Millisecond)
 		}

@@ -9,7 +9,6 @@ import (
 	"log"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -19,9 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,18 +41,7 @@ type clientResult struct {
 // runEdge serves chat through a real edge.Server in this process (the
 // "wsedge" side: gnet loops, WebSocket codec, chat pool, Bedrock SDK) and
 // drives it from a clients child process over loopback sockets.
-func runEdge(fakeURL string, turns int, ramp, timeout, first time.Duration) result {
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.MaxIdleConnsPerHost = turns
-	m, err := model.NewBedrock(model.BedrockConfig{
-		AWS: aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDFAKE", "fake", ""),
-			HTTPClient: &http.Client{Transport: transport}},
-		ChatModelID: "bench-model", Clients: turns,
-		Options: []func(*bedrockruntime.Options){func(o *bedrockruntime.Options) { o.BaseEndpoint = aws.String(fakeURL) }},
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
+func runEdge(m model.Model, turns int, ramp, timeout, first time.Duration) result {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	reg := prometheus.NewRegistry()
 	hub := edge.NewHub()
@@ -135,6 +120,7 @@ func runEdge(fakeURL string, turns int, ramp, timeout, first time.Duration) resu
 		res.AddedTTFTp50Ms, res.AddedTTFTp90Ms, res.AddedTTFTp99Ms, res.AddedTTFTMaxMs = q(.5), q(.9), q(.99), a[len(a)-1]
 	}
 	res.HeapPerTurnKiB, res.GoroutinesPerTurn = mem.perTurn(turns)
+	res.addedMs = cr.AddedMs
 	return res
 }
 

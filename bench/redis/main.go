@@ -39,6 +39,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/wsedge/wsedge/bench/plot"
 )
 
 type options struct {
@@ -147,6 +149,13 @@ func run(o options) error {
 		}
 	}
 	md := markdown(res)
+	if o.md != "" {
+		links, err := writePlots(o.md, res)
+		if err != nil {
+			return err
+		}
+		md += links
+	}
 	fmt.Print(md)
 	if o.md != "" {
 		return os.WriteFile(o.md, []byte(md), 0o644)
@@ -574,6 +583,10 @@ type fanoutResult struct {
 	PublishPerBcast    float64 `json:"redis_publish_per_broadcast"`
 	CommandsPerBcast   float64 `json:"redis_commands_per_broadcast"`
 	RedisCommandsPhase map[string]int
+	// Raw curves for the plots: latency CDFs (local and remote listeners)
+	// and deliveries per second while broadcasting.
+	LatencyCDF         []plot.Series `json:"latency_cdf,omitempty"`
+	DeliveriesOverTime plot.Series   `json:"deliveries_over_time"`
 }
 
 func fanout(o options, rd *redisDeploy, ins []*instance) (*fanoutResult, error) {
@@ -593,7 +606,7 @@ func fanout(o options, rd *redisDeploy, ins []*instance) (*fanoutResult, error) 
 		lat time.Duration
 	}
 	got := make([][]rec, len(cs))
-	var ready atomic.Int64
+	var ready, delivered atomic.Int64
 	var wg sync.WaitGroup
 	for i, c := range cs {
 		wg.Add(1)
@@ -627,6 +640,7 @@ func fanout(o options, rd *redisDeploy, ins []*instance) (*fanoutResult, error) 
 				seq, _ := strconv.Atoi(parts[1])
 				sent, _ := strconv.ParseInt(parts[2], 10, 64)
 				got[i] = append(got[i], rec{seq: seq, lat: time.Duration(now - sent)})
+				delivered.Add(1)
 				if seq == o.broadcasts-1 {
 					return
 				}
@@ -645,6 +659,7 @@ func fanout(o options, rd *redisDeploy, ins []*instance) (*fanoutResult, error) 
 	if err != nil {
 		return nil, err
 	}
+	recorder := plot.Record(&plot.Progress{W: os.Stderr, What: "fanout deliveries"}, delivered.Load, int64(len(cs)*o.broadcasts))
 	tick := time.NewTicker(time.Second / time.Duration(o.rate))
 	for seq := range o.broadcasts {
 		<-tick.C
@@ -661,12 +676,14 @@ func fanout(o options, rd *redisDeploy, ins []*instance) (*fanoutResult, error) 
 		closeAll(cs) // stragglers count as lost
 		<-done
 	}
+	overTime := recorder.Stop()
 	after, err := rd.calls()
 	if err != nil {
 		return nil, err
 	}
 	perCmd, total := diff(before, after)
-	r := &fanoutResult{Listeners: len(cs), Broadcasts: o.broadcasts, Rate: o.rate, RedisCommandsPhase: perCmd}
+	r := &fanoutResult{Listeners: len(cs), Broadcasts: o.broadcasts, Rate: o.rate, RedisCommandsPhase: perCmd, DeliveriesOverTime: overTime}
+	r.DeliveriesOverTime.Name = "deliveries"
 	r.PublishPerBcast = float64(perCmd["publish"]+perCmd["spublish"]) / float64(o.broadcasts)
 	r.CommandsPerBcast = float64(total) / float64(o.broadcasts)
 	var local, remote []time.Duration
@@ -686,6 +703,7 @@ func fanout(o options, rd *redisDeploy, ins []*instance) (*fanoutResult, error) 
 	r.Lost = len(cs)*o.broadcasts - r.Deliveries
 	r.LocalP50Ms, r.LocalP99Ms, _ = pct(local)
 	r.RemoteP50Ms, r.RemoteP99Ms, r.RemoteMaxMs = pct(remote)
+	r.LatencyCDF = []plot.Series{plot.CDF("same instance as sender", millis(local), 300), plot.CDF("other instances (via Redis)", millis(remote), 300)}
 	return r, nil
 }
 

@@ -2,7 +2,12 @@
 // GET /api/csrf-token/, POST /api/thread/history, POST /api/thread/summarize.
 //
 // The edge calls the handler off the event loop with a fully read request;
-// handlers may block on the database or the model, bounded by Config.Timeout.
+// handlers may block on the database or the model until the context the edge
+// passes ends (its API timeout, CHAT_API_TIMEOUT).
+//
+// Header names are case-insensitive: the request comes parsed by fasthttp
+// with its default normalization, under which Peek("X-CSRFToken") also finds
+// "x-csrftoken:".
 package api
 
 import (
@@ -39,10 +44,9 @@ type Config struct {
 	CSRFSecret []byte
 	// CSRFTTL is how long a token stays valid [12h].
 	CSRFTTL time.Duration
-	// MaxBody caps a request body [64 KiB]; larger is 413.
+	// MaxBody caps a request body [64 KiB]; larger is 413. The edge refuses
+	// larger bodies before they arrive; this guards other callers.
 	MaxBody int
-	// Timeout bounds one request's database and model work [2m].
-	Timeout time.Duration
 	// Tokens, when set, lets a join token whose sid covers the thread_id
 	// stand in for the API key (docs/SECURITY.md).
 	Tokens *jointoken.Verifier
@@ -55,8 +59,9 @@ type handler struct {
 	csrf csrf
 }
 
-// NewHandler returns the API's request handler.
-func NewHandler(cfg Config, b Backend, log *slog.Logger) (fasthttp.RequestHandler, error) {
+// NewHandler returns the API's request handler (an edge.APIHandler). Its
+// database and model work ends with the context it is given.
+func NewHandler(cfg Config, b Backend, log *slog.Logger) (func(context.Context, *fasthttp.RequestCtx), error) {
 	if len(cfg.CSRFSecret) == 0 {
 		return nil, errors.New("api: a CSRF secret is required")
 	}
@@ -68,9 +73,6 @@ func NewHandler(cfg Config, b Backend, log *slog.Logger) (fasthttp.RequestHandle
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 64 << 10
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 2 * time.Minute
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -98,7 +100,7 @@ func writeBody(ctx *fasthttp.RequestCtx, status int, b []byte) {
 	ctx.SetBody(b)
 }
 
-func (h *handler) serve(ctx *fasthttp.RequestCtx) {
+func (h *handler) serve(c context.Context, ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
 	if n := len(path); n > 1 && path[n-1] == '/' {
 		path = path[:n-1]
@@ -112,9 +114,9 @@ func (h *handler) serve(ctx *fasthttp.RequestCtx) {
 		}
 		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"csrfToken": h.csrf.issue(time.Now())})
 	case "/api/thread/history":
-		h.post(ctx, h.history)
+		h.post(c, ctx, h.history)
 	case "/api/thread/summarize":
-		h.post(ctx, h.summarize)
+		h.post(c, ctx, h.summarize)
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such route")
 	}
@@ -122,14 +124,14 @@ func (h *handler) serve(ctx *fasthttp.RequestCtx) {
 
 // post runs the checks every POST route shares, in the protocol's order:
 // method, API key (401), CSRF token (403), body size (413), body (400).
-func (h *handler) post(ctx *fasthttp.RequestCtx, next func(context.Context, *fasthttp.RequestCtx, string)) {
+func (h *handler) post(c context.Context, ctx *fasthttp.RequestCtx, next func(context.Context, *fasthttp.RequestCtx, string)) {
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return
 	}
 	var claims *jointoken.Claims
-	if auth := ctx.Request.Header.Peek("Authorization"); !apikey.Match(h.cfg.APIKey, auth, nil) {
+	if auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); !apikey.Match(h.cfg.APIKey, auth, nil) {
 		tok := jointoken.FromAuthorization(auth)
 		if h.cfg.Tokens == nil || tok == "" {
 			writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid Authorization header is required")
@@ -171,8 +173,6 @@ func (h *handler) post(ctx *fasthttp.RequestCtx, next func(context.Context, *fas
 		writeError(ctx, fasthttp.StatusForbidden, "thread_forbidden", "the join token's sid does not cover this thread_id")
 		return
 	}
-	c, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
-	defer cancel()
 	next(c, ctx, *in.ThreadID)
 }
 

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,9 +20,14 @@ import (
 type fakeBackend struct {
 	threads map[string][]history.Message
 	down    bool
+	hang    bool // block until the request's context ends
 }
 
-func (f *fakeBackend) History(_ context.Context, id string) ([]history.Message, error) {
+func (f *fakeBackend) History(ctx context.Context, id string) ([]history.Message, error) {
+	if f.hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	if f.down {
 		return nil, errors.New("connection refused")
 	}
@@ -39,15 +46,25 @@ func (f *fakeBackend) Summarize(ctx context.Context, id string) (string, error) 
 }
 
 // serve runs the handler on an in-memory listener behind a real fasthttp
-// server and returns a client for it.
+// server and returns a client for it. Each request's context ends after
+// timeout, as the edge's does.
 func serve(t *testing.T, cfg Config, b Backend) *fasthttp.Client {
+	t.Helper()
+	return serveTimeout(t, cfg, b, 5*time.Second)
+}
+
+func serveTimeout(t *testing.T, cfg Config, b Backend, timeout time.Duration) *fasthttp.Client {
 	t.Helper()
 	h, err := NewHandler(cfg, b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln := fasthttputil.NewInmemoryListener()
-	srv := &fasthttp.Server{Handler: h, MaxRequestBodySize: 1 << 20}
+	srv := &fasthttp.Server{Handler: func(rc *fasthttp.RequestCtx) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		h(ctx, rc)
+	}, MaxRequestBodySize: 1 << 20}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown(); _ = ln.Close() })
 	return &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
@@ -175,6 +192,46 @@ func TestNoAPIKeyConfigured(t *testing.T) {
 	}
 	if r := do(t, c, "POST", "/api/thread/history", nil, `{"thread_id":"t"}`); r.status != 403 {
 		t.Fatalf("CSRF not enforced without an API key: %d", r.status)
+	}
+}
+
+// The handler's backend work ends with the context it is given (the edge's
+// API timeout), and the client gets 503 unavailable.
+func TestHandlerStopsWithContext(t *testing.T) {
+	b := &fakeBackend{hang: true}
+	c := serveTimeout(t, Config{CSRFSecret: []byte("s")}, b, 200*time.Millisecond)
+	token := do(t, c, "GET", "/api/csrf-token/", nil, "").body["csrfToken"].(string)
+	r := do(t, c, "POST", "/api/thread/history", map[string]string{"X-CSRFToken": token}, `{"thread_id":"t"}`)
+	if r.status != 503 || r.body["error"] != "unavailable" {
+		t.Fatalf("hung backend: %d %v", r.status, r.body)
+	}
+}
+
+// Header names in any case, sent as raw bytes (fasthttp's client would
+// normalize them).
+func TestHeaderNamesAnyCase(t *testing.T) {
+	b := &fakeBackend{threads: map[string][]history.Message{"t": {{Role: "user", Content: "x"}}}}
+	h, err := NewHandler(Config{APIKey: "k3y", CSRFSecret: []byte("s")}, b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := csrf{secret: []byte("s"), ttl: time.Hour}.issue(time.Now())
+	body := `{"thread_id":"t"}`
+	for _, names := range [][3]string{
+		{"authorization", "x-csrftoken", "content-length"},
+		{"AUTHORIZATION", "X-CSRFTOKEN", "CONTENT-LENGTH"},
+		{"Authorization", "X-CSRFToken", "Content-Length"},
+	} {
+		raw := "POST /api/thread/history HTTP/1.1\r\nHost: x\r\n" + names[0] + ": Bearer k3y\r\n" +
+			names[1] + ": " + token + "\r\n" + names[2] + ": " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+		var rc fasthttp.RequestCtx
+		if err := rc.Request.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			t.Fatal(err)
+		}
+		h(context.Background(), &rc)
+		if rc.Response.StatusCode() != 200 {
+			t.Fatalf("%v: %d %s", names, rc.Response.StatusCode(), rc.Response.Body())
+		}
 	}
 }
 

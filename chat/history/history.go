@@ -29,9 +29,10 @@ type Store interface {
 	// appends to one thread never interleave, so a turn's user message and
 	// answer stay adjacent and roles keep alternating.
 	Append(ctx context.Context, threadID string, msgs []Message) error
-	// Recent returns the thread's last limit messages, oldest first (all of
-	// them when limit <= 0). An unknown thread has no messages.
-	Recent(ctx context.Context, threadID string, limit int) ([]Message, error)
+	// Recent returns the thread's newest messages within w, oldest first.
+	// Messages older than the store's retention are never returned. An
+	// unknown thread has no messages.
+	Recent(ctx context.Context, threadID string, w Window) ([]Message, error)
 	// Close releases the store's resources.
 	Close()
 }
@@ -44,6 +45,21 @@ func Clean(s string) string {
 		return s
 	}
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// Window bounds what Recent returns: the newest messages within Messages
+// messages and Bytes bytes of content (<= 0: no bound). The window ends at
+// the first message that would pass either bound, so it is always a suffix
+// of the thread.
+type Window struct {
+	Messages int
+	Bytes    int
+}
+
+// within reports whether one more message of size n still fits after count
+// messages of total bytes.
+func (w Window) within(count, bytes, n int) bool {
+	return (w.Messages <= 0 || count < w.Messages) && (w.Bytes <= 0 || bytes+n <= w.Bytes)
 }
 
 // ErrNotFound is returned for a thread that has no messages.

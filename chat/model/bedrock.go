@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/document"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
@@ -72,7 +74,13 @@ func NewBedrock(cfg BedrockConfig) (*Bedrock, error) {
 		cfg.Clients = 64
 	}
 	if cfg.AWS.HTTPClient == nil {
-		cfg.AWS.HTTPClient = &http.Client{}
+		cfg.AWS.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(TransportOptions(cfg.Clients))
+	}
+	if bc, ok := cfg.AWS.HTTPClient.(*awshttp.BuildableClient); ok {
+		// One client for every stream (HTTP/2 where offered, see
+		// upstream). Left a BuildableClient, it would be copied by the SDK,
+		// with a transport of its own, for every bedrockruntime.Client.
+		cfg.AWS.HTTPClient = newUpstream(bc)
 	}
 	cfg.AWS.HTTPClient = hideWriteTo{cfg.AWS.HTTPClient}
 	return &Bedrock{cfg: cfg, free: make(chan *bedrockruntime.Client, cfg.Clients)}, nil
@@ -98,6 +106,14 @@ func (h hideWriteTo) Do(r *http.Request) (*http.Response, error) {
 
 // Name implements Model.
 func (b *Bedrock) Name() string { return "bedrock:" + b.cfg.ChatModelID }
+
+// ModelIDs implements Model.
+func (b *Bedrock) ModelIDs() []string {
+	if b.cfg.SummaryModelID == b.cfg.ChatModelID {
+		return []string{b.cfg.ChatModelID}
+	}
+	return []string{b.cfg.ChatModelID, b.cfg.SummaryModelID}
+}
 
 // Guarded implements Model.
 func (b *Bedrock) Guarded() bool { return b.cfg.GuardrailID != "" }
@@ -166,12 +182,16 @@ func (b *Bedrock) input(req Request) *bedrockruntime.ConverseStreamInput {
 		}}}}
 	}
 	if b.cfg.GuardrailID != "" {
-		// sync: Bedrock scans each chunk before sending it, so no text that
-		// the guardrail would block reaches us ahead of the intervention.
+		// sync: Bedrock scans each chunk before it sends it, so every delta
+		// we receive has passed the guardrail and can go to the client at
+		// once, and a chunk the guardrail blocks never reaches us (async
+		// would send it first and scan after). The trace names the policy
+		// that intervened, for the turn's log line.
 		in.GuardrailConfig = &types.GuardrailStreamConfiguration{
 			GuardrailIdentifier:  aws.String(b.cfg.GuardrailID),
 			GuardrailVersion:     aws.String(b.cfg.GuardrailVersion),
 			StreamProcessingMode: types.GuardrailStreamProcessingModeSync,
+			Trace:                types.GuardrailTraceEnabled,
 		}
 	}
 	return in
@@ -187,8 +207,9 @@ func (b *Bedrock) Stream(ctx context.Context, req Request, onDelta func(string) 
 		idle = time.AfterFunc(b.cfg.IdleTimeout, func() { cancel(ErrStalled) })
 		defer idle.Stop()
 	}
-	var res Result
-	out, err := c.ConverseStream(ctx, b.input(req))
+	in := b.input(req)
+	res := Result{ModelID: aws.ToString(in.ModelId)}
+	out, err := c.ConverseStream(ctx, in)
 	if err != nil {
 		b.release(c)
 		return res, classify(ctx, err)
@@ -225,6 +246,9 @@ func (b *Bedrock) Stream(ctx context.Context, req Request, onDelta func(string) 
 		case *types.ConverseStreamOutputMemberMetadata:
 			if u := v.Value.Usage; u != nil {
 				res.InputTokens, res.OutputTokens = int(aws.ToInt32(u.InputTokens)), int(aws.ToInt32(u.OutputTokens))
+			}
+			if tr := v.Value.Trace; tr != nil && tr.Guardrail != nil {
+				res.Guardrail = describeGuardrail(tr.Guardrail)
 			}
 		}
 	}
@@ -282,4 +306,34 @@ func classify(ctx context.Context, err error) error {
 		kind = KindValidation
 	}
 	return &Error{Kind: kind, Err: fmt.Errorf("converse stream: %w", err)}
+}
+
+// describeGuardrail condenses a guardrail trace into one log-friendly line:
+// the action reason and the policies that acted on the output.
+func describeGuardrail(g *types.GuardrailTraceAssessment) string {
+	var parts []string
+	if r := aws.ToString(g.ActionReason); r != "" {
+		parts = append(parts, r)
+	}
+	for _, as := range g.OutputAssessments {
+		for _, a := range as {
+			if cp := a.ContentPolicy; cp != nil {
+				for _, f := range cp.Filters {
+					parts = append(parts, "contentPolicy "+string(f.Type))
+				}
+			}
+			if tp := a.TopicPolicy; tp != nil {
+				for _, t := range tp.Topics {
+					parts = append(parts, "topicPolicy "+aws.ToString(t.Name))
+				}
+			}
+			if wp := a.WordPolicy; wp != nil && (len(wp.CustomWords) > 0 || len(wp.ManagedWordLists) > 0) {
+				parts = append(parts, "wordPolicy")
+			}
+			if sp := a.SensitiveInformationPolicy; sp != nil && (len(sp.PiiEntities) > 0 || len(sp.Regexes) > 0) {
+				parts = append(parts, "sensitiveInformationPolicy")
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
 }

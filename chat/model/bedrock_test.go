@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 
@@ -239,5 +241,103 @@ func TestNewBedrockValidates(t *testing.T) {
 	}
 	if _, err := model.NewBedrock(model.BedrockConfig{ChatModelID: "m", GuardrailID: "g"}); err == nil {
 		t.Fatal("guardrail without version accepted")
+	}
+}
+
+// The fake's guardrail in the request's stream processing mode: with sync
+// (what Bedrock.input asks for) the violating chunk never arrives, the
+// attempt is Blocked, and the trace is reported; async is modelled too, to
+// show what sync protects from.
+func TestBedrockGuardrailStreamProcessing(t *testing.T) {
+	g := &fakebedrock.Guardrail{Blocked: []string{"forbidden"}, ScanDelay: time.Millisecond}
+	script := fakebedrock.Tokens([]string{"Fine, ", "forbidden words", " later"}, 0, "")
+	script.Guardrail = g
+	srv := startFake(t, func(fakebedrock.Request) fakebedrock.Script { return script })
+	guarded := newBedrock(t, srv.URL, func(c *model.BedrockConfig) { c.GuardrailID, c.GuardrailVersion = "gr-1", "1" })
+	var deltas []string
+	res, err := guarded.Stream(context.Background(), hello, func(d string) error { deltas = append(deltas, d); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"Fine, ", fakebedrock.DefaultBlockedMessage}
+	if strings.Join(deltas, "|") != strings.Join(want, "|") || !res.Blocked || res.StopReason != model.StopGuardrail {
+		t.Fatalf("deltas %q result %+v", deltas, res)
+	}
+	if !strings.Contains(res.Guardrail, "Guardrail blocked.") || !strings.Contains(res.Guardrail, "contentPolicy MISCONDUCT") {
+		t.Fatalf("guardrail trace %q", res.Guardrail)
+	}
+	if res.OutputTokens != 2 || res.InputTokens != 10 || res.ModelID != "anthropic.claude-test:0" {
+		t.Fatalf("usage %+v", res)
+	}
+	// Without a guardrailConfig nothing vets the stream.
+	plain := newBedrock(t, srv.URL, nil)
+	text, res, err := collect(plain, context.Background(), hello)
+	if err != nil || res.Blocked || text != "Fine, forbidden words later" {
+		t.Fatalf("unguarded: %q %+v %v", text, res, err)
+	}
+	reqs := srv.Requests()
+	if reqs[0].StreamMode != "sync" || reqs[0].Trace != "enabled" {
+		t.Fatalf("guardrail config %+v", reqs[0])
+	}
+}
+
+// Every stream shares one client: over TLS the fake offers HTTP/2, and
+// many concurrent and sequential streams use a single TCP connection, from
+// a cold start (one dial at a time per host); an HTTPS endpoint without
+// HTTP/2 is served over HTTP/1.1.
+func TestBedrockSharedUpstream(t *testing.T) {
+	tests := []struct {
+		name  string
+		start func(fakebedrock.Handler) (*fakebedrock.Server, error)
+		proto string
+		conns func(n int64) bool
+	}{
+		{"https with h2", fakebedrock.StartTLS, "HTTP/2.0", func(n int64) bool { return n == 1 }},
+		{"https without h2", fakebedrock.StartTLSHTTP1, "HTTP/1.1", func(n int64) bool { return n >= 2 && n <= 33 }},
+		{"plain http", fakebedrock.Start, "HTTP/1.1", func(n int64) bool { return n >= 2 && n <= 32 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, err := tc.start(func(r fakebedrock.Request) fakebedrock.Script {
+				return fakebedrock.Tokens([]string{"x", r.Proto}, time.Millisecond, "")
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = srv.Close() })
+			roots := srv.RootCAs()
+			b := newBedrock(t, srv.URL, func(c *model.BedrockConfig) {
+				c.Clients = 32
+				c.AWS.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(model.TransportOptions(32), func(tr *http.Transport) {
+					tr.TLSClientConfig.RootCAs = roots
+				})
+			})
+			for round := range 3 {
+				var wg sync.WaitGroup
+				errs := make(chan error, 32)
+				for range 32 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						text, _, err := collect(b, context.Background(), hello)
+						if err == nil && text != "x"+tc.proto {
+							err = fmt.Errorf("round %d: text %q", round, text)
+						}
+						if err != nil {
+							errs <- err
+						}
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					t.Fatal(err)
+				}
+			}
+			// 96 streams, 32 at a time.
+			if n := srv.Connections(); !tc.conns(n) {
+				t.Fatalf("%d TCP connections for 96 streams", n)
+			}
+		})
 	}
 }

@@ -26,13 +26,16 @@ const LocalEscalationTrigger = "human"
 // Name implements Model.
 func (Local) Name() string { return "local" }
 
+// ModelIDs implements Model.
+func (Local) ModelIDs() []string { return []string{"local"} }
+
 // Guarded implements Model: the local model has no guardrail.
 func (Local) Guarded() bool { return false }
 
 // Stream implements Model.
 func (l Local) Stream(ctx context.Context, req Request, onDelta func(string) error) (Result, error) {
 	text, escalate := l.answer(req)
-	var res Result
+	res := Result{ModelID: "local"}
 	for _, part := range splitWords(text) {
 		if l.Delay > 0 {
 			t := time.NewTimer(l.Delay)

@@ -61,15 +61,24 @@ type Result struct {
 	Blocked      bool
 	InputTokens  int
 	OutputTokens int
+	// ModelID is the model that answered (the label of the token metrics).
+	ModelID string
+	// Guardrail is the guardrail's account of an intervention from the
+	// stream's trace ("Guardrail blocked.; contentPolicy MISCONDUCT"), for
+	// logs; "" when none was reported.
+	Guardrail string
 }
 
 // Model streams generations. Implementations are safe for concurrent use.
 type Model interface {
 	// Name labels the model in logs and metrics ("local", "bedrock:<id>").
 	Name() string
-	// Guarded reports whether a guardrail may block answers after some of
-	// their text was produced; the chat turn then holds an attempt's text
-	// back until the attempt has passed.
+	// ModelIDs lists the ids a Result.ModelID can take (chat and summary
+	// models), so that their token counters exist from start.
+	ModelIDs() []string
+	// Guarded reports whether a guardrail vets the answers: an attempt it
+	// stops (Result.Blocked) is regenerated, and the client told to discard
+	// what it was shown of it.
 	Guarded() bool
 	// Stream runs one generation. onDelta receives each text delta in order;
 	// an error from onDelta stops the generation and is returned as is.

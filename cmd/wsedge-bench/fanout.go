@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsedge/wsedge/bench/plot"
 )
 
 // msgMarker starts the msg of every benchmark broadcast:
@@ -243,6 +245,7 @@ func runFanCase(ctx context.Context, c *config, t *target, fc fanCase, session s
 		return r
 	}
 	clientBefore, _ := cpuSeconds(os.Getpid())
+	tl := plot.Record(&plot.Progress{W: os.Stderr, What: "fanout " + fc.name + " deliveries"}, g.delivered.Load, want)
 	start := time.Now()
 	var sendErr atomic.Value
 	switch {
@@ -291,6 +294,7 @@ func runFanCase(ctx context.Context, c *config, t *target, fc fanCase, session s
 		}
 	}
 	end := g.waitDelivered(want, c.drainTimeout)
+	r.addSeries("deliveries_over_time", tl.Stop())
 	after, err := t.sample()
 	clientAfter, _ := cpuSeconds(os.Getpid())
 	g.close()

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsedge/wsedge/bench/plot"
 )
 
 // idleReport is what an idle client process prints, one JSON line per event.
@@ -139,6 +141,9 @@ func runIdle(ctx context.Context, c *config, t *target) result {
 		}
 	}()
 	start := time.Now()
+	var ready, failed int
+	rss := plot.Series{X: []float64{0}, Y: []float64{float64(before.rss) / (1 << 20)}}
+	prog := &plot.Progress{W: os.Stderr, What: "idle"}
 	for i, off := 0, 0; off < c.idleConns; i++ {
 		n := min(c.idlePerProc, c.idleConns-off)
 		cmd := exec.CommandContext(ctx, self,
@@ -161,11 +166,11 @@ func runIdle(ctx context.Context, c *config, t *target) result {
 			r.Error = fmt.Sprintf("start idle client: %v", err)
 			return r
 		}
-		children = append(children, &idleChild{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)})
+		ch := &idleChild{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+		children = append(children, ch)
 		off += n
-	}
-	var ready, failed int
-	for _, ch := range children {
+		// Children connect one after another so that the server's RSS can
+		// be sampled at each step (the RSS-vs-connections plot).
 		var rep idleReport
 		if !ch.out.Scan() || json.Unmarshal(ch.out.Bytes(), &rep) != nil {
 			r.Error = "idle client died before reporting"
@@ -176,7 +181,14 @@ func runIdle(ctx context.Context, c *config, t *target) result {
 		for _, e := range rep.Errors {
 			r.Notes = append(r.Notes, "connect error: "+e)
 		}
+		if smp, err := t.sample(); err == nil {
+			rss.X = append(rss.X, float64(ready))
+			rss.Y = append(rss.Y, float64(smp.rss)/(1<<20))
+		}
+		prog.Update("%d/%d connected", ready, c.idleConns)
 	}
+	prog.Done()
+	r.addSeries("rss_vs_conns", rss)
 	connectTime := time.Since(start)
 	mid, _ := t.sample()
 	time.Sleep(c.idleSettle)

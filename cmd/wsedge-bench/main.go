@@ -260,6 +260,9 @@ func runDriver(ctx context.Context, args []string, stdout *os.File) error {
 		}
 	}
 	if c.mdPath != "" {
+		if err := rep.writePlots(c.mdPath); err != nil {
+			return fmt.Errorf("plots: %w", err)
+		}
 		f, err := os.Create(c.mdPath)
 		if err != nil {
 			return fmt.Errorf("markdown: %w", err)

@@ -85,6 +85,22 @@ func TestDriverEndToEnd(t *testing.T) {
 			t.Errorf("Markdown lacks %q:\n%s", s, md)
 		}
 	}
+	// Every plot kind is drawn, linked from the Markdown, and is an SVG.
+	for _, kind := range []string{"latency_cdf", "rss_vs_conns", "deliveries_over_time"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "out-*-"+kind+".svg"))
+		if len(files) == 0 {
+			t.Errorf("no %s plot written in %s", kind, dir)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil || !strings.Contains(string(b), "<svg") {
+				t.Errorf("%s: not an SVG (%v)", f, err)
+			}
+			if !strings.Contains(string(md), "]("+filepath.Base(f)+")") {
+				t.Errorf("Markdown does not link %s", filepath.Base(f))
+			}
+		}
+	}
 }
 
 func TestParseFlags(t *testing.T) {

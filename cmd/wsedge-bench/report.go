@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/wsedge/wsedge/bench/plot"
 )
 
 // metric is one measured number. Lower is better unless higherBetter.
@@ -27,6 +29,9 @@ type result struct {
 	Metrics  []metric       `json:"metrics"`
 	Notes    []string       `json:"notes,omitempty"`
 	Error    string         `json:"error,omitempty"`
+	// Series are raw curves for the plots (latency_cdf, rss_vs_conns,
+	// deliveries_over_time), keyed by kind.
+	Series map[string]plot.Series `json:"series,omitempty"`
 }
 
 func (r *result) add(name, unit string, v float64) {
@@ -71,6 +76,9 @@ type report struct {
 	Machine     machine   `json:"machine"`
 	Targets     []string  `json:"targets"`
 	Results     []result  `json:"results"`
+	// plots are the SVG files written next to the Markdown, by
+	// "scenario/case"; writeMarkdown links them.
+	plots map[string][]string
 }
 
 func describeMachine() machine {
@@ -194,6 +202,9 @@ func (rep *report) writeMarkdown(w io.Writer) error {
 			}
 			b.WriteString("\n")
 		}
+		for _, name := range rep.plots[k.scenario+"/"+k.cas] {
+			fmt.Fprintf(&b, "\n![%s](%s)\n", strings.TrimSuffix(name, ".svg"), name)
+		}
 		for _, t := range rep.Targets {
 			if r := rs[t]; r != nil {
 				if r.Error != "" {
@@ -245,4 +256,9 @@ func (l latencies) addTo(r *result, prefix string) {
 	r.add(prefix+"latency_p50", "ms", q(0.50))
 	r.add(prefix+"latency_p99", "ms", q(0.99))
 	r.add(prefix+"latency_max", "ms", float64(l[len(l)-1])/1e6)
+	ms := make([]float64, len(l))
+	for i, v := range l {
+		ms[i] = float64(v) / 1e6
+	}
+	r.addSeries("latency_cdf", plot.CDF(r.Target, ms, 300))
 }

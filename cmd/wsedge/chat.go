@@ -7,19 +7,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/chat"
 	"github.com/wsedge/wsedge/chat/api"
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/chat/model"
+	"github.com/wsedge/wsedge/edge"
 )
 
 // chatConfig is the chat side's configuration, parsed once.
@@ -36,6 +35,10 @@ type chatConfig struct {
 
 	DatabaseURL      string
 	DatabaseMaxConns int
+	// HistoryTTL is the retention of chat history (0: kept until a cap
+	// drops it); MemoryHistoryBytes caps the in-memory store.
+	HistoryTTL         time.Duration
+	MemoryHistoryBytes int
 }
 
 func loadChatConfig(e env, secretKey string) (chatConfig, error) {
@@ -55,8 +58,6 @@ func loadChatConfig(e env, secretKey string) (chatConfig, error) {
 		_, _ = rand.Read(c.API.CSRFSecret)
 		c.CSRFSecretRandom = true
 	}
-	c.API.Timeout, err = e.duration(2*time.Minute, time.Second, time.Hour, "CHAT_API_TIMEOUT")
-	check(err)
 	c.API.MaxBody, err = e.size(64<<10, 1<<10, 16<<20, "CHAT_API_MAX_BODY")
 	check(err)
 
@@ -72,6 +73,32 @@ func loadChatConfig(e env, secretKey string) (chatConfig, error) {
 	s.HistoryChars, err = e.integer(24000, 100, 1<<22, "CHAT_HISTORY_CHARS")
 	check(err)
 	s.Rewrites, err = e.integer(2, 0, 10, "MAXIMUM_GUARDRAIL_REWRITES")
+	check(err)
+	s.MaxMessageChars, err = e.integer(4000, 1, 1<<20, "CHAT_MAX_MESSAGE_CHARS")
+	check(err)
+	if err == nil && s.MaxMessageChars > s.HistoryChars {
+		errs = append(errs, fmt.Errorf("CHAT_MAX_MESSAGE_CHARS=%d must not exceed CHAT_HISTORY_CHARS=%d: a new message must fit in what is sent to the model",
+			s.MaxMessageChars, s.HistoryChars))
+	}
+	s.MaxAnswerChars, err = e.integer(16000, 100, 1<<22, "CHAT_MAX_ANSWER_CHARS")
+	check(err)
+	s.MaxDataBytes, err = e.size(16<<10, 64, 1<<20, "CHAT_MAX_DATA_BYTES")
+	check(err)
+	rate, err := e.integer(20, 1, 60000, "CHAT_TURN_RATE")
+	check(err)
+	s.TurnRate = float64(rate)
+	s.TurnBurst, err = e.integer(5, 1, 1000, "CHAT_TURN_BURST")
+	check(err)
+	s.HistoryBytes, err = e.size(256<<10, 1<<10, 64<<20, "CHAT_HISTORY_API_BYTES")
+	check(err)
+	s.SummaryChars, err = e.integer(32000, 100, 1<<22, "CHAT_SUMMARY_CHARS")
+	check(err)
+	c.HistoryTTL, err = e.duration(720*time.Hour, 0, 100*365*24*time.Hour, "CHAT_HISTORY_TTL")
+	check(err)
+	if err == nil && c.HistoryTTL > 0 && c.HistoryTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("CHAT_HISTORY_TTL=%s: must be 0 (keep) or at least 1m", c.HistoryTTL))
+	}
+	c.MemoryHistoryBytes, err = e.size(256<<20, 1<<20, 1<<40, "CHAT_MEMORY_HISTORY_BYTES")
 	check(err)
 	s.SystemPrompt = e.str("", "CHAT_SYSTEM_PROMPT")
 
@@ -123,7 +150,7 @@ func loadChatConfig(e env, secretKey string) (chatConfig, error) {
 // newChat builds model, history store (running migrations), worker pool and
 // API handler. close drains turns and releases the pool/db.
 func newChat(ctx context.Context, cfg chatConfig, mirror chat.Mirror, log *slog.Logger,
-	reg prometheus.Registerer) (svc *chat.Service, apiHandler fasthttp.RequestHandler, close func(context.Context) error, err error) {
+	reg prometheus.Registerer) (svc *chat.Service, apiHandler edge.APIHandler, close func(context.Context) error, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -135,13 +162,11 @@ func newChat(ctx context.Context, cfg chatConfig, mirror chat.Mirror, log *slog.
 		m = model.Local{Delay: cfg.LocalDelay}
 		log.Warn("chat: using the LOCAL DEMO MODEL (BEDROCK_MODEL_ID_CHAT is not set): answers are canned and echo the request")
 	} else {
-		// The SDK keeps 10 idle connections per host by default: with
-		// hundreds of turns at once most streams would pay a new TLS
-		// handshake before their first token. Keep one per worker. A
-		// BuildableClient still honours AWS_CA_BUNDLE.
-		workers := cfg.Service.Workers
+		// One transport for every stream (model.TransportOptions: HTTP/2
+		// where the endpoint offers it, connection limits from the
+		// workers). A BuildableClient still honours AWS_CA_BUNDLE.
 		opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithHTTPClient(awshttp.NewBuildableClient().
-			WithTransportOptions(func(t *http.Transport) { t.MaxIdleConnsPerHost = max(workers, 10) }))}
+			WithTransportOptions(model.TransportOptions(cfg.Service.Workers)))}
 		if cfg.BedrockRegion != "" {
 			opts = append(opts, awsconfig.WithRegion(cfg.BedrockRegion))
 		}
@@ -162,17 +187,18 @@ func newChat(ctx context.Context, cfg chatConfig, mirror chat.Mirror, log *slog.
 
 	var store history.Store
 	if cfg.DatabaseURL == "" {
-		store = history.NewMemory(0, 0)
+		store = history.NewMemoryWith(history.MemoryConfig{MaxBytes: int64(cfg.MemoryHistoryBytes), TTL: cfg.HistoryTTL})
 		log.Warn("chat: thread history is in memory (DATABASE_URL is not set): it is lost on restart and not shared between instances")
 	} else {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		pg, err := history.OpenPostgres(octx, cfg.DatabaseURL, int32(cfg.DatabaseMaxConns))
+		pg, err := history.OpenPostgres(octx, cfg.DatabaseURL, history.PostgresConfig{
+			MaxConns: int32(cfg.DatabaseMaxConns), TTL: cfg.HistoryTTL, Log: log})
 		cancel()
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("chat: %w", err)
 		}
 		store = pg
-		log.Info("chat: thread history in PostgreSQL", "max_conns", cfg.DatabaseMaxConns)
+		log.Info("chat: thread history in PostgreSQL", "max_conns", cfg.DatabaseMaxConns, "ttl", cfg.HistoryTTL)
 	}
 
 	svc, err = chat.New(cfg.Service, m, store, mirror, log, reg)

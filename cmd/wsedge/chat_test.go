@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/chat/model/fakebedrock"
+	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/internal/testenv"
 )
 
@@ -56,6 +57,25 @@ func TestLoadChatConfig(t *testing.T) {
 					t.Fatalf("%+v", c)
 				}
 			}},
+		{name: "limits", vars: map[string]string{"CHAT_MAX_MESSAGE_CHARS": "500", "CHAT_TURN_RATE": "6", "CHAT_TURN_BURST": "2",
+			"CHAT_HISTORY_TTL": "0", "CHAT_HISTORY_API_BYTES": "64KiB", "CHAT_SUMMARY_CHARS": "9000", "CHAT_MAX_ANSWER_CHARS": "2000",
+			"CHAT_MEMORY_HISTORY_BYTES": "16MiB"},
+			check: func(t *testing.T, c chatConfig) {
+				s := c.Service
+				if s.MaxMessageChars != 500 || s.TurnRate != 6 || s.TurnBurst != 2 || c.HistoryTTL != 0 || s.HistoryBytes != 64<<10 ||
+					s.SummaryChars != 9000 || s.MaxAnswerChars != 2000 || c.MemoryHistoryBytes != 16<<20 {
+					t.Fatalf("%+v", c)
+				}
+			}},
+		{name: "limit defaults", check: func(t *testing.T, c chatConfig) {
+			s := c.Service
+			if s.MaxMessageChars != 4000 || s.TurnRate != 20 || s.TurnBurst != 5 || c.HistoryTTL != 720*time.Hour ||
+				s.HistoryBytes != 256<<10 || s.SummaryChars != 32000 || s.MaxAnswerChars != 16000 || c.MemoryHistoryBytes != 256<<20 {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{name: "limit errors", vars: map[string]string{"CHAT_MAX_MESSAGE_CHARS": "30000", "CHAT_HISTORY_TTL": "30s", "CHAT_TURN_RATE": "0"},
+			errs: []string{"CHAT_MAX_MESSAGE_CHARS=30000 must not exceed CHAT_HISTORY_CHARS=24000", "CHAT_HISTORY_TTL=30s", "CHAT_TURN_RATE"}},
 		{name: "summary model", vars: map[string]string{"BEDROCK_MODEL_ID_CHAT": "m1", "BEDROCK_MODEL_ID_SUMMARY": "m2"},
 			check: func(t *testing.T, c chatConfig) {
 				if c.Bedrock.SummaryModelID != "m2" {
@@ -133,15 +153,17 @@ func (s *testSink) text() string {
 	return b.String()
 }
 
-func callAPI(t *testing.T, h fasthttp.RequestHandler, method, path, token, body string) (int, map[string]any) {
+func callAPI(t *testing.T, h edge.APIHandler, method, path, token, body string) (int, map[string]any) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	var rc fasthttp.RequestCtx
 	rc.Request.Header.SetMethod(method)
 	rc.Request.SetRequestURI(path)
 	rc.Request.Header.Set("Authorization", "Bearer key")
 	rc.Request.Header.Set("X-CSRFToken", token)
 	rc.Request.SetBodyString(body)
-	h(&rc)
+	h(ctx, &rc)
 	var out map[string]any
 	if err := json.Unmarshal(rc.Response.Body(), &out); err != nil {
 		t.Fatalf("%s: %q", path, rc.Response.Body())
@@ -179,7 +201,7 @@ func TestNewChatBedrockPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	start := func() (func(context.Context) error, fasthttp.RequestHandler, *testSink) {
+	start := func() (func(context.Context) error, edge.APIHandler, *testSink) {
 		svc, h, closeFn, err := newChat(ctx, cfg, nil, nil, prometheus.NewRegistry())
 		if err != nil {
 			t.Fatal(err)

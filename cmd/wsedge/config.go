@@ -45,12 +45,17 @@ var settings = []struct {
 	{key: "ALLOWED_HOSTS", help: "comma-separated Django-style host patterns for the Origin check (alias DJANGO_ALLOWED_HOSTS); required when DEBUG=0"},
 	{key: "ALLOW_MISSING_ORIGIN", boolean: true, help: "1 lets WebSocket clients that send no Origin header (native apps, wsedge-cli) through when DEBUG=0 (default 0)"},
 	{key: "SECRET_KEY", help: "secret for signed tokens; required when DEBUG=0: 32+ random characters, no example value (alias DJANGO_SECRET_KEY)", secret: true},
+	{key: "CONSOLE", boolean: true, help: "1 serves the built-in browser console at /console/ on ADDR; make run sets it (default 0)"},
 	{key: "EVENT_LOOPS", help: "gnet event loops (default: number of CPUs)"},
 	{key: "MAX_MESSAGE_SIZE", help: "largest incoming message, e.g. 1MiB (default 1MiB)"},
-	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013 (default 1MiB)"},
+	{key: "OUTBOUND_QUEUE_CAP", help: "bytes queued per socket before it is closed 1013; raised to fit the largest frame the server sends for one request (default 2MiB)"},
 	{key: "MAX_CONNECTIONS", help: "open sockets cap (default 100000)"},
-	{key: "MESSAGE_RATE", help: "messages one socket may send per second; over it: rate_limited, message dropped; 0: no cap (default 1000)"},
+	{key: "MESSAGE_RATE", help: "frames (data, continuation, ping, pong) one socket may send per second; over it: rate_limited, message dropped; 0: no cap (default 1000)"},
 	{key: "MESSAGE_BURST", help: "burst allowed above MESSAGE_RATE (default 2000)"},
+	{key: "BYTE_RATE", help: "payload bytes one socket may send per second; over it: rate_limited, message dropped; 0: no cap (default 1MiB)"},
+	{key: "BYTE_BURST", help: "burst allowed above BYTE_RATE, at least MAX_MESSAGE_SIZE; unset: twice MAX_MESSAGE_SIZE (default 2MiB)"},
+	{key: "PRESENCE_MAX_MEMBERS", help: "members listed in one presence answer; beyond: \"truncated\":true (default 1000)"},
+	{key: "FRAME_TIMEOUT", help: "a frame, and a fragmented message, must arrive whole within it, else close 1008 (default 10s)"},
 	{key: "HELLO_TIMEOUT", help: "time to send hello on a session socket (default 30s)"},
 	{key: "PING_INTERVAL", help: "idle time before the server pings (default 20s)"},
 	{key: "PONG_TIMEOUT", help: "time a pinged socket has to answer (default 30s)"},
@@ -67,6 +72,7 @@ var settings = []struct {
 	{key: "REDIS_CONNECT_TIMEOUT", help: "how long start-up waits for Redis before failing (default 30s)"},
 	{key: "REDIS_PING_INTERVAL", help: "idle Redis connections are pinged (and TCP keep-alive probes sent) this often (default 30s)"},
 	{key: "REDIS_PUBLISH_BACKLOG", help: "broadcasts queued for Redis before Publish refuses them (default 10000)"},
+	{key: "REDIS_PUBLISH_BACKLOG_BYTES", help: "bytes of broadcasts queued or being sent to Redis before Publish refuses them (default 64MiB)"},
 	{key: "REDIS_PUBSUB_SHARDS", help: "Redis Cluster only: channel groups, one SSUBSCRIBE connection each (default 8)"},
 	{key: "REDIS_PRESENCE_TTL", help: "an instance's presence outlives its last heartbeat by this; heartbeat every TTL/3 (default 15s)"},
 	{key: "REDIS_PRESENCE_MAX_PENDING", help: "presence changes waiting for Redis before falling back to a full re-sync (default 100000)"},
@@ -101,9 +107,18 @@ var settings = []struct {
 	{key: "CHAT_TURN_TIMEOUT", help: "per-turn deadline (default 2m)"},
 	{key: "CHAT_HISTORY_MESSAGES", help: "history messages sent to the model (default 20)"},
 	{key: "CHAT_HISTORY_CHARS", help: "history characters sent to the model (default 24000)"},
+	{key: "CHAT_MAX_MESSAGE_CHARS", help: "longest chat message; longer: invalid_message (default 4000)"},
+	{key: "CHAT_MAX_ANSWER_CHARS", help: "longest answer stored in history (default 16000)"},
+	{key: "CHAT_MAX_DATA_BYTES", help: "largest \"data\" of a chat message; larger: invalid_message (default 16KiB)"},
+	{key: "CHAT_TURN_RATE", help: "chat turns one socket may start per minute; over it: rate_limited (default 20)"},
+	{key: "CHAT_TURN_BURST", help: "chat turns one socket may start at once above CHAT_TURN_RATE (default 5)"},
+	{key: "CHAT_HISTORY_TTL", help: "chat history retention, memory and PostgreSQL; 0: keep (default 720h)"},
+	{key: "CHAT_HISTORY_API_BYTES", help: "content bytes returned by /api/thread/history (default 256KiB)"},
+	{key: "CHAT_SUMMARY_CHARS", help: "history characters sent to the summary model (default 32000)"},
+	{key: "CHAT_MEMORY_HISTORY_BYTES", help: "content bytes of the in-memory history store (default 256MiB)"},
 	{key: "CHAT_SYSTEM_PROMPT", help: "system prompt for chat turns (default: a short customer-support prompt, docs/CHAT.md)"},
-	{key: "CHAT_API_MAX_BODY", help: "HTTP API body cap (default 64KiB)"},
-	{key: "CHAT_API_TIMEOUT", help: "HTTP API call bound (default 2m)"},
+	{key: "CHAT_API_MAX_BODY", help: "HTTP request body cap, e.g. 256KiB; larger: 413 (default 64KiB)"},
+	{key: "CHAT_API_TIMEOUT", help: "HTTP API request bound: 503 and the handler's work is cancelled (default 2m)"},
 	{key: "LOCAL_MODEL_DELAY", help: "pause between the local demo model's words (default 30ms)"},
 }
 
@@ -211,6 +226,16 @@ func parseFlags(args []string, lookup env) (env, error) {
 	}, nil
 }
 
+// warnings logs what is allowed but probably a mistake in production.
+func (c config) warnings(log *slog.Logger) {
+	if !c.Edge.Debug && c.Edge.AuthAPIKey == "" {
+		log.Warn("AUTH_API_KEY is not set: /api/* and /ws/chat/ accept requests without an API key (DEBUG=0)")
+	}
+	if !c.Edge.Debug && c.Edge.AllowMissingOrigin {
+		log.Warn("ALLOW_MISSING_ORIGIN=1: WebSocket clients without an Origin header are let through; browsers always send one")
+	}
+}
+
 // loadConfig parses and validates everything, reporting all problems at once.
 func loadConfig(e env) (config, error) {
 	var errs []error
@@ -254,12 +279,18 @@ func loadConfig(e env) (config, error) {
 	if !ec.Debug && len(ec.AllowedHosts) == 0 {
 		errs = append(errs, errors.New("ALLOWED_HOSTS (or DJANGO_ALLOWED_HOSTS) must list the hosts allowed as WebSocket Origin when DEBUG=0 (\"*\" allows any)"))
 	}
+	ec.Console, err = e.boolean(false, "CONSOLE")
+	keep(err)
 	ec.AuthAPIKey = e.str("", "AUTH_API_KEY")
 	ec.EventLoops, err = e.integer(runtime.NumCPU(), 1, 256, "EVENT_LOOPS")
 	keep(err)
 	ec.MaxMessageSize, err = e.size(ec.MaxMessageSize, 125, 64<<20, "MAX_MESSAGE_SIZE")
 	keep(err)
-	ec.OutboundCap, err = e.size(ec.OutboundCap, 4096, 256<<20, "OUTBOUND_QUEUE_CAP")
+	ec.PresenceMaxMembers, err = e.integer(ec.PresenceMaxMembers, 1, edge.MaxPresenceMembers, "PRESENCE_MAX_MEMBERS")
+	keep(err)
+	// Unset, the cap is raised to the floor; set below it, it is an error
+	// (Validate): a client must be able to receive what it may ask for.
+	ec.OutboundCap, err = e.size(max(ec.OutboundCap, ec.MinOutboundCap()), 4096, 256<<20, "OUTBOUND_QUEUE_CAP")
 	keep(err)
 	ec.MaxConnections, err = e.integer(ec.MaxConnections, 1, 10_000_000, "MAX_CONNECTIONS")
 	keep(err)
@@ -267,12 +298,17 @@ func loadConfig(e env) (config, error) {
 	keep(err)
 	ec.MessageBurst, err = e.integer(ec.MessageBurst, 1, 10_000_000, "MESSAGE_BURST")
 	keep(err)
+	ec.ByteRate, err = e.size(ec.ByteRate, 0, 1<<30, "BYTE_RATE")
+	keep(err)
+	ec.ByteBurst, err = e.size(max(ec.ByteBurst, 2*ec.MaxMessageSize), 125, 1<<30, "BYTE_BURST")
+	keep(err)
 	dur := func(dst *time.Duration, lo, hi time.Duration, key string) {
 		v, err := e.duration(*dst, lo, hi, key)
 		keep(err)
 		*dst = v
 	}
 	dur(&ec.HelloTimeout, 100*time.Millisecond, time.Hour, "HELLO_TIMEOUT")
+	dur(&ec.FrameTimeout, 100*time.Millisecond, time.Hour, "FRAME_TIMEOUT")
 	dur(&ec.PingInterval, 100*time.Millisecond, time.Hour, "PING_INTERVAL")
 	dur(&ec.PongTimeout, 100*time.Millisecond, time.Hour, "PONG_TIMEOUT")
 	dur(&ec.WriteTimeout, 100*time.Millisecond, time.Hour, "WRITE_TIMEOUT")
@@ -281,8 +317,11 @@ func loadConfig(e env) (config, error) {
 	dur(&ec.DrainTimeout, 100*time.Millisecond, time.Hour, "DRAIN_TIMEOUT")
 	dur(&ec.DrainSpread, 0, time.Hour, "DRAIN_SPREAD")
 	dur(&ec.ReconnectJitter, 0, time.Hour, "RECONNECT_JITTER")
+	// The edge answers /api/* and enforces its deadline and body cap: the
+	// chat API's settings are the edge's.
+	dur(&ec.APITimeout, time.Second, time.Hour, "CHAT_API_TIMEOUT")
 	// Short timeouts need a finer sweep, or deadlines would be a second late.
-	ec.SweepInterval = min(time.Second, ec.HelloTimeout/4, ec.PingInterval/4, ec.PongTimeout/4, ec.HandshakeTimeout/4)
+	ec.SweepInterval = min(time.Second, ec.HelloTimeout/4, ec.PingInterval/4, ec.PongTimeout/4, ec.HandshakeTimeout/4, ec.FrameTimeout/4)
 	ec.CloseTimeout = min(5*time.Second, ec.WriteTimeout)
 
 	switch strings.ToLower(e.str("info", "LOG_LEVEL")) {
@@ -306,12 +345,21 @@ func loadConfig(e env) (config, error) {
 	}
 	c.Tokens, err = loadAccessConfig(e, ec)
 	keep(err)
+	c.Redis, err = loadRedisConfig(e)
+	keep(err)
+	if v, _, set := e.first("REDIS_PUBLISH_BACKLOG_BYTES"); !set || strings.TrimSpace(v) == "" {
+		// Unset, it holds at least a few of the largest broadcasts.
+		c.Redis.PublishBacklogSize = max(c.Redis.PublishBacklogSize, 4*(ec.MaxMessageSize+4096))
+	}
+	if err == nil && c.Redis.PublishBacklogSize < ec.MaxMessageSize+4096 {
+		errs = append(errs, fmt.Errorf("REDIS_PUBLISH_BACKLOG_BYTES=%d cannot hold one broadcast of MAX_MESSAGE_SIZE (%d bytes)",
+			c.Redis.PublishBacklogSize, ec.MaxMessageSize))
+	}
+	c.Chat, err = loadChatConfig(e, c.SecretKey)
+	keep(err)
+	ec.MaxBodyBytes = c.Chat.API.MaxBody
 	if err := ec.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	c.Redis, err = loadRedisConfig(e)
-	keep(err)
-	c.Chat, err = loadChatConfig(e, c.SecretKey)
-	keep(err)
 	return c, errors.Join(errs...)
 }

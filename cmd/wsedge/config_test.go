@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"log/slog"
@@ -119,6 +120,13 @@ func TestConfigValues(t *testing.T) {
 		{"DEBUG false", cfgProd("DEBUG", "false"), func(c config) bool { return !c.Edge.Debug }},
 		{"DEBUG empty is the default", cfgProd("DEBUG", ""), func(c config) bool { return !c.Edge.Debug }},
 		{"debug keeps a placeholder secret", map[string]string{"DEBUG": "1", "SECRET_KEY": "changeme"}, func(c config) bool { return c.SecretKey == "changeme" }},
+		// The edge answers /api/*: the chat API's settings must reach it.
+		{"CHAT_API_TIMEOUT reaches the edge", cfgProd("CHAT_API_TIMEOUT", "45s"), func(c config) bool { return c.Edge.APITimeout == 45*time.Second }},
+		{"CHAT_API_TIMEOUT default", cfgProd(), func(c config) bool { return c.Edge.APITimeout == 2*time.Minute }},
+		{"CHAT_API_MAX_BODY reaches the edge", cfgProd("CHAT_API_MAX_BODY", "256KiB"), func(c config) bool {
+			return c.Edge.MaxBodyBytes == 256<<10 && c.Chat.API.MaxBody == 256<<10
+		}},
+		{"CHAT_API_MAX_BODY default", cfgProd(), func(c config) bool { return c.Edge.MaxBodyBytes == 64<<10 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if c := cfgLoad(t, tc.env); !tc.check(c) {
@@ -301,8 +309,70 @@ func TestConfigSizes(t *testing.T) {
 			}
 		})
 	}
-	if c := cfgLoad(t, cfgProd("OUTBOUND_QUEUE_CAP", "4KiB")); c.Edge.OutboundCap != 4096 {
-		t.Fatalf("OUTBOUND_QUEUE_CAP=4KiB gave %d", c.Edge.OutboundCap)
+	small := cfgProd("OUTBOUND_QUEUE_CAP", "8KiB", "MAX_MESSAGE_SIZE", "1KiB", "PRESENCE_MAX_MEMBERS", "2")
+	if c := cfgLoad(t, small); c.Edge.OutboundCap != 8192 {
+		t.Fatalf("OUTBOUND_QUEUE_CAP=8KiB gave %d", c.Edge.OutboundCap)
+	}
+}
+
+// The outbound cap must hold the largest frame the server sends for one
+// request: unset, it is raised to that floor; set below it, start-up fails
+// with the floor in the message.
+func TestConfigOutboundCapFloor(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		want    int // 0: an error is expected
+		wantErr string
+	}{
+		{name: "default holds a max-size echo and a full presence answer", env: cfgProd(), want: 2 << 20},
+		{name: "raised for a larger message size", env: cfgProd("MAX_MESSAGE_SIZE", "4MiB"), want: 4<<20 + 1024 + 4096},
+		{name: "raised for a larger presence answer", env: cfgProd("PRESENCE_MAX_MEMBERS", "5000"), want: 512 + 5000*1440 + 4096},
+		{name: "explicit cap below an echo", env: cfgProd("OUTBOUND_QUEUE_CAP", "1MiB"), wantErr: "outbound cap 1048576 is below 1444608"},
+		{name: "explicit cap below a presence answer", env: cfgProd("OUTBOUND_QUEUE_CAP", "64KiB", "MAX_MESSAGE_SIZE", "16KiB"),
+			wantErr: "outbound cap 65536 is below"},
+		{name: "explicit cap at the floor", env: cfgProd("OUTBOUND_QUEUE_CAP", "1444608"), want: 1444608},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.wantErr != "" {
+				if msg := cfgLoadErr(t, tc.env); !strings.Contains(msg, tc.wantErr) {
+					t.Fatalf("error %q does not mention %q", msg, tc.wantErr)
+				}
+				return
+			}
+			c := cfgLoad(t, tc.env)
+			if c.Edge.OutboundCap != tc.want {
+				t.Fatalf("outbound cap %d, want %d", c.Edge.OutboundCap, tc.want)
+			}
+			if c.Edge.OutboundCap < c.Edge.MinOutboundCap() {
+				t.Fatalf("cap %d below its floor %d", c.Edge.OutboundCap, c.Edge.MinOutboundCap())
+			}
+		})
+	}
+}
+
+// The hardening settings reach edge.Config and are checked.
+func TestConfigHardeningSettings(t *testing.T) {
+	c := cfgLoad(t, cfgProd("FRAME_TIMEOUT", "3s", "BYTE_RATE", "64KiB", "BYTE_BURST", "2MiB", "PRESENCE_MAX_MEMBERS", "50"))
+	if c.Edge.FrameTimeout != 3*time.Second || c.Edge.ByteRate != 64<<10 || c.Edge.ByteBurst != 2<<20 || c.Edge.PresenceMaxMembers != 50 {
+		t.Fatalf("got frame timeout %v, byte rate %d, burst %d, presence max %d",
+			c.Edge.FrameTimeout, c.Edge.ByteRate, c.Edge.ByteBurst, c.Edge.PresenceMaxMembers)
+	}
+	if d := cfgLoad(t, cfgProd()).Edge; d.FrameTimeout != 10*time.Second || d.FrameTimeout >= d.PongTimeout {
+		t.Fatalf("default frame timeout %v, pong timeout %v", d.FrameTimeout, d.PongTimeout)
+	}
+	if c := cfgLoad(t, cfgProd("MAX_MESSAGE_SIZE", "8MiB")); c.Edge.ByteBurst != 16<<20 {
+		t.Fatalf("byte burst %d for an 8 MiB message size, want twice it", c.Edge.ByteBurst)
+	}
+	if c := cfgLoad(t, cfgProd("BYTE_RATE", "0")); c.Edge.ByteRate != 0 {
+		t.Fatalf("BYTE_RATE=0 gave %d", c.Edge.ByteRate)
+	}
+	for _, env := range []map[string]string{
+		cfgProd("BYTE_BURST", "1KiB"), // below MAX_MESSAGE_SIZE
+		cfgProd("PRESENCE_MAX_MEMBERS", "0"),
+		cfgProd("FRAME_TIMEOUT", "0s"),
+	} {
+		cfgLoadErr(t, env)
 	}
 }
 
@@ -443,5 +513,27 @@ func TestConfigSettingsHaveFlags(t *testing.T) {
 		if v, ok := e(s.key); !ok || v != "v" {
 			t.Fatalf("-%s did not set %s", name, s.key)
 		}
+	}
+}
+
+// DEBUG=0 without AUTH_API_KEY starts, with a warning that the API is open.
+func TestConfigWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want bool
+	}{
+		{"production without API key", cfgProd(), true},
+		{"production with API key", cfgProd("AUTH_API_KEY", "k"), false},
+		{"debug without API key", map[string]string{"DEBUG": "1"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			cfgLoad(t, tc.env).warnings(slog.New(slog.NewTextHandler(&buf, nil)))
+			got := strings.Contains(buf.String(), "level=WARN") && strings.Contains(buf.String(), "AUTH_API_KEY")
+			if got != tc.want {
+				t.Fatalf("warning logged: %v, want %v: %q", got, tc.want, buf.String())
+			}
+		})
 	}
 }

@@ -72,9 +72,7 @@ func run(args []string, lookup env, stdout io.Writer) error {
 	log := slog.New(handler).With("instance_id", cfg.Edge.InstanceID)
 	v := version.Get()
 	log.Info("wsedge starting", "version", v.Version, "revision", v.Revision, "go", v.GoVersion, "env_file", envFile)
-	if !cfg.Edge.Debug && cfg.Edge.AllowMissingOrigin {
-		log.Warn("ALLOW_MISSING_ORIGIN=1: WebSocket clients without an Origin header are let through; browsers always send one")
-	}
+	cfg.warnings(log)
 
 	// gnet loops block in epoll_wait as ordinary syscalls and keep their P
 	// until sysmon retakes it, which can take up to 10 ms when the process is

@@ -31,6 +31,7 @@ type redisConfig struct {
 	ConnectTimeout     time.Duration
 	PingInterval       time.Duration
 	PublishBacklog     int
+	PublishBacklogSize int
 	PubSubShards       int
 	PresenceTTL        time.Duration
 	PresenceMaxPending int
@@ -73,6 +74,8 @@ func loadRedisConfig(e env) (redisConfig, error) {
 	c.PingInterval, err = e.duration(30*time.Second, time.Second, 10*time.Minute, "REDIS_PING_INTERVAL")
 	keep(err)
 	c.PublishBacklog, err = e.integer(broker.DefaultRedisBacklog, 16, 10_000_000, "REDIS_PUBLISH_BACKLOG")
+	keep(err)
+	c.PublishBacklogSize, err = e.size(broker.DefaultRedisBacklogBytes, 64<<10, 16<<30, "REDIS_PUBLISH_BACKLOG_BYTES")
 	keep(err)
 	c.PubSubShards, err = e.integer(broker.DefaultRedisShards, 1, 1024, "REDIS_PUBSUB_SHARDS")
 	keep(err)
@@ -214,7 +217,7 @@ func newRedisBackends(ctx context.Context, cfg redisConfig, instanceID string, h
 	}
 	b, err := broker.NewRedis(h, broker.RedisOptions{
 		Client: client, Instance: instanceID, Sharded: sharded, Shards: cfg.PubSubShards,
-		Backlog: cfg.PublishBacklog, Timeout: cfg.Timeout, Logger: log, Registerer: reg,
+		Backlog: cfg.PublishBacklog, BacklogBytes: int64(cfg.PublishBacklogSize), Timeout: cfg.Timeout, Logger: log, Registerer: reg,
 	})
 	if err != nil {
 		client.Close()

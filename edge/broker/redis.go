@@ -22,8 +22,11 @@ import (
 // Defaults of RedisOptions.
 const (
 	DefaultRedisBacklog = 10000
-	DefaultRedisShards  = 8
-	DefaultRedisTimeout = time.Second
+	// DefaultRedisBacklogBytes bounds the envelopes queued and in flight:
+	// without it the count alone would allow 10,000 × 1 MiB.
+	DefaultRedisBacklogBytes = 64 << 20
+	DefaultRedisShards       = 8
+	DefaultRedisTimeout      = time.Second
 	// redisMaxBatch bounds one pipelined publish round trip; rueidis moves
 	// pipelines above BlockingPipeline (2000) to a separate pool, so stay below.
 	redisMaxBatch = 1024
@@ -49,6 +52,10 @@ type RedisOptions struct {
 	Shards int
 	// Backlog caps the publish queue (messages). Default DefaultRedisBacklog.
 	Backlog int
+	// BacklogBytes caps the bytes of the envelopes queued or being sent.
+	// Default DefaultRedisBacklogBytes. At either cap Publish behaves the
+	// same way (see Publish).
+	BacklogBytes int64
 	// Timeout bounds every Redis call. Default DefaultRedisTimeout.
 	Timeout time.Duration
 	// Logger receives connection state changes. Default slog.Default().
@@ -81,6 +88,10 @@ type Redis struct {
 	m       *redisMetrics
 
 	queue chan redisOutgoing
+	// queuedBytes counts the envelope bytes queued or in the batch being
+	// sent, against maxQueuedBytes.
+	queuedBytes    atomic.Int64
+	maxQueuedBytes int64
 	// down is set while Redis fails publishes; see Publish.
 	down atomic.Bool
 
@@ -113,6 +124,9 @@ func NewRedis(h Handler, o RedisOptions) (*Redis, error) {
 	if o.Backlog <= 0 {
 		o.Backlog = DefaultRedisBacklog
 	}
+	if o.BacklogBytes <= 0 {
+		o.BacklogBytes = DefaultRedisBacklogBytes
+	}
 	if o.Shards <= 0 {
 		o.Shards = DefaultRedisShards
 	}
@@ -134,16 +148,17 @@ func NewRedis(h Handler, o RedisOptions) (*Redis, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Redis{
-		handler: h,
-		client:  o.Client,
-		log:     o.Logger.With("component", "broker.redis"),
-		origin:  inst + "/" + hex.EncodeToString(nonce[:]),
-		sharded: o.Sharded,
-		timeout: o.Timeout,
-		queue:   make(chan redisOutgoing, o.Backlog),
-		local:   make(map[string]struct{}),
-		ctx:     ctx,
-		cancel:  cancel,
+		handler:        h,
+		client:         o.Client,
+		log:            o.Logger.With("component", "broker.redis"),
+		origin:         inst + "/" + hex.EncodeToString(nonce[:]),
+		sharded:        o.Sharded,
+		timeout:        o.Timeout,
+		queue:          make(chan redisOutgoing, o.Backlog),
+		maxQueuedBytes: o.BacklogBytes,
+		local:          make(map[string]struct{}),
+		ctx:            ctx,
+		cancel:         cancel,
 	}
 	m, err := newRedisMetrics(o.Registerer, func() float64 { return float64(len(b.queue)) })
 	if err != nil {
@@ -186,7 +201,7 @@ func (b *Redis) shardOf(session string) *redisShard {
 // Publish implements Broker. It never blocks: local subscribers get the
 // payload now; the copy for other instances waits in the publish queue.
 //
-// At the queue's cap: while Redis answers (the queue is full because Redis is
+// At the queue's cap (messages or bytes): while Redis answers (the queue is full because Redis is
 // slow), Publish returns ErrBacklogFull and delivers nothing, so the sender
 // learns its message was not sent. While Redis is failing, local delivery
 // goes on and the remote copy is dropped (counted in
@@ -203,10 +218,16 @@ func (b *Redis) Publish(session string, payload []byte) error {
 		return ErrClosed
 	}
 	var queued bool
-	select {
-	case b.queue <- out:
-		queued = true
-	default:
+	n := int64(len(env))
+	if b.queuedBytes.Add(n) <= b.maxQueuedBytes {
+		select {
+		case b.queue <- out:
+			queued = true
+		default:
+		}
+	}
+	if !queued {
+		b.queuedBytes.Add(-n)
 	}
 	b.closeMu.Unlock()
 	if !queued {
@@ -308,6 +329,7 @@ func (b *Redis) publishLoop() {
 			}
 		}
 		err := b.send(cmds)
+		b.queuedBytes.Add(-batchBytes(batch))
 		clear(batch) // let the envelopes go
 		if err == nil {
 			if b.down.Swap(false) {
@@ -336,15 +358,24 @@ func (b *Redis) drainQueue() int {
 	n := 0
 	for {
 		select {
-		case _, ok := <-b.queue:
+		case o, ok := <-b.queue:
 			if !ok {
 				return n
 			}
+			b.queuedBytes.Add(-int64(len(o.envelope)))
 			n++
 		default:
 			return n
 		}
 	}
+}
+
+func batchBytes(batch []redisOutgoing) int64 {
+	var n int64
+	for _, o := range batch {
+		n += int64(len(o.envelope))
+	}
+	return n
 }
 
 // send runs one pipelined batch; it returns the first transport error

@@ -344,49 +344,67 @@ func testRedisDown(t *testing.T, be backend) {
 }
 
 // A full queue while Redis is up but slow refuses the message and delivers
-// nothing, so the sender can be told.
+// nothing, so the sender can be told. The queue is full at its message count
+// or at its byte budget, whichever comes first.
 func TestRedisBrokerBacklogFull(t *testing.T) {
 	r := testenv.StartRedis(t)
 	be := backend{addrs: []string{r.Addr}}
-	ra, rb := newRecorder(), newRecorder()
-	a := newBroker(t, be, "a", ra.handle, func(o *RedisOptions) { o.Backlog = 8; o.Timeout = 5 * time.Second })
-	b := newBroker(t, be, "b", rb.handle, nil)
-	_ = a.Subscribe("f")
-	_ = b.Subscribe("f")
-	waitReady(t, a, "f", ra, rb)
-	ra.mu.Lock()
-	ra.got = map[string][]string{}
-	ra.mu.Unlock()
-	rb.mu.Lock()
-	rb.got = map[string][]string{}
-	rb.mu.Unlock()
+	for _, tc := range []struct {
+		name    string
+		opts    func(*RedisOptions)
+		padding int // digits of the sequence number: the payload's size
+	}{
+		{"messages", func(o *RedisOptions) { o.Backlog = 8 }, 1},
+		// 64 KiB of 4 KiB payloads: about 16 fit, far below the count cap.
+		{"bytes", func(o *RedisOptions) { o.BacklogBytes = 64 << 10 }, 4096},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ra, rb := newRecorder(), newRecorder()
+			a := newBroker(t, be, "a", ra.handle, func(o *RedisOptions) { tc.opts(o); o.Timeout = 5 * time.Second })
+			b := newBroker(t, be, "b", rb.handle, nil)
+			_ = a.Subscribe("f")
+			_ = b.Subscribe("f")
+			waitReady(t, a, "f", ra, rb)
+			ra.mu.Lock()
+			ra.got = map[string][]string{}
+			ra.mu.Unlock()
+			rb.mu.Lock()
+			rb.got = map[string][]string{}
+			rb.mu.Unlock()
 
-	// PUBLISH counts as a write for CLIENT PAUSE: Redis holds it for 500 ms.
-	if _, err := r.Command("CLIENT", "PAUSE", "500", "WRITE"); err != nil {
-		t.Fatalf("CLIENT PAUSE: %v", err)
+			// PUBLISH counts as a write for CLIENT PAUSE: Redis holds it for 500 ms.
+			if _, err := r.Command("CLIENT", "PAUSE", "500", "WRITE"); err != nil {
+				t.Fatalf("CLIENT PAUSE: %v", err)
+			}
+			var accepted []string
+			full := 0
+			for i := range 200 {
+				p := fmt.Sprintf("a:%0*d", tc.padding, len(accepted))
+				err := a.Publish("f", []byte(p))
+				switch {
+				case err == nil:
+					accepted = append(accepted, p)
+				case errors.Is(err, ErrBacklogFull):
+					full++
+				default:
+					t.Fatalf("publish %d: %v", i, err)
+				}
+			}
+			if full == 0 {
+				t.Fatal("no ErrBacklogFull with a paused Redis and a small backlog")
+			}
+			if tc.name == "bytes" && len(accepted) > 100 {
+				t.Fatalf("%d payloads of %d bytes accepted with a 64 KiB backlog", len(accepted), tc.padding)
+			}
+			if got := len(ra.messages("f")); got != len(accepted) {
+				t.Fatalf("local deliveries %d, want %d (refused messages must not be delivered)", got, len(accepted))
+			}
+			testenv.WaitFor(t, "remote delivery after the pause", 5*time.Second, func() bool { return len(rb.messages("f")) >= len(accepted) })
+			checkOrder(t, "b", rb.messages("f"), []string{"a"}, len(accepted))
+			// Everything sent: the byte budget is whole again.
+			testenv.WaitFor(t, "byte budget released", 5*time.Second, func() bool { return a.queuedBytes.Load() == 0 })
+		})
 	}
-	var accepted []string
-	full := 0
-	for i := range 200 {
-		p := "a:" + strconv.Itoa(len(accepted))
-		err := a.Publish("f", []byte(p))
-		switch {
-		case err == nil:
-			accepted = append(accepted, p)
-		case errors.Is(err, ErrBacklogFull):
-			full++
-		default:
-			t.Fatalf("publish %d: %v", i, err)
-		}
-	}
-	if full == 0 {
-		t.Fatal("no ErrBacklogFull with a paused Redis and a backlog of 8")
-	}
-	if got := len(ra.messages("f")); got != len(accepted) {
-		t.Fatalf("local deliveries %d, want %d (refused messages must not be delivered)", got, len(accepted))
-	}
-	testenv.WaitFor(t, "remote delivery after the pause", 5*time.Second, func() bool { return len(rb.messages("f")) >= len(accepted) })
-	checkOrder(t, "b", rb.messages("f"), []string{"a"}, len(accepted))
 }
 
 func TestRedisBrokerClose(t *testing.T) {

@@ -16,23 +16,28 @@ func AppendMembersJSON(dst []byte, ms []Member) []byte {
 	}
 	dst = append(dst, '[')
 	for i := range ms {
-		m := &ms[i]
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, `{"connection_id":`...)
-		dst = appendJSONString(dst, m.ConnectionID)
-		dst = append(dst, `,"user_type":`...)
-		dst = appendJSONString(dst, m.UserType)
-		dst = append(dst, `,"client_type":`...)
-		dst = appendJSONString(dst, m.ClientType)
-		dst = append(dst, `,"connected_at":`...)
-		dst = strconv.AppendInt(dst, m.ConnectedAt, 10)
-		dst = append(dst, `,"last_seen":`...)
-		dst = strconv.AppendInt(dst, m.LastSeen, 10)
-		dst = append(dst, '}')
+		dst = AppendMemberJSON(dst, &ms[i])
 	}
 	return append(dst, ']')
+}
+
+// AppendMemberJSON appends one member as a JSON object, as AppendMembersJSON
+// does, for callers that stop at a byte budget.
+func AppendMemberJSON(dst []byte, m *Member) []byte {
+	dst = append(dst, `{"connection_id":`...)
+	dst = appendJSONString(dst, m.ConnectionID)
+	dst = append(dst, `,"user_type":`...)
+	dst = appendJSONString(dst, m.UserType)
+	dst = append(dst, `,"client_type":`...)
+	dst = appendJSONString(dst, m.ClientType)
+	dst = append(dst, `,"connected_at":`...)
+	dst = strconv.AppendInt(dst, m.ConnectedAt, 10)
+	dst = append(dst, `,"last_seen":`...)
+	dst = strconv.AppendInt(dst, m.LastSeen, 10)
+	return append(dst, '}')
 }
 
 const hexDigits = "0123456789abcdef"

@@ -24,10 +24,13 @@ const (
 	CloseProtocolError ws.StatusCode = 1002
 	CloseNoStatus      ws.StatusCode = 1005
 	CloseInvalidData   ws.StatusCode = 1007
-	CloseTooBig        ws.StatusCode = 1009
-	CloseInternalError ws.StatusCode = 1011
-	CloseTryAgainLater ws.StatusCode = 1013
-	CloseHelloRequired ws.StatusCode = 4001
+	// ClosePolicyViolation: a frame or fragmented message that did not
+	// complete within the frame deadline.
+	ClosePolicyViolation ws.StatusCode = 1008
+	CloseTooBig          ws.StatusCode = 1009
+	CloseInternalError   ws.StatusCode = 1011
+	CloseTryAgainLater   ws.StatusCode = 1013
+	CloseHelloRequired   ws.StatusCode = 4001
 )
 
 // Error is a protocol violation: the connection must be closed with Code.
@@ -144,6 +147,10 @@ func checkHeader(h ws.Header, maxPayload int64) error {
 type Assembler struct {
 	op  ws.OpCode
 	buf []byte
+	// checked is how much of a fragmented text message's buf is known to be
+	// valid UTF-8: everything but a trailing incomplete character, so that
+	// a bad byte fails the message as soon as its fragment arrives.
+	checked int
 }
 
 // InProgress reports whether a fragmented message is being assembled.
@@ -152,7 +159,7 @@ func (a *Assembler) InProgress() bool { return a.op != 0 }
 // Push takes one data frame (text, binary or continuation). When it completes
 // a message it returns the opcode and the message; msg aliases either the
 // frame's payload (unfragmented) or the assembler's buffer, and is valid until
-// the next call. Text is checked for valid UTF-8.
+// the next call. Text is checked for valid UTF-8, fragment by fragment.
 func (a *Assembler) Push(f Frame, maxMessage int64) (op ws.OpCode, msg []byte, done bool, err error) {
 	h := f.Header
 	switch h.OpCode {
@@ -165,29 +172,87 @@ func (a *Assembler) Push(f Frame, maxMessage int64) (op ws.OpCode, msg []byte, d
 			return 0, nil, false, violation(CloseTooBig, "message too big")
 		}
 		a.buf = append(a.buf, f.Payload...)
-		if !h.Fin {
-			return 0, nil, false, nil
-		}
-		op, msg = a.op, a.buf
-		a.op = 0
-		a.buf = a.buf[:0]
 	case ws.OpText, ws.OpBinary:
 		if a.op != 0 {
 			return 0, nil, false, violation(CloseProtocolError, "new data frame inside a fragmented message")
 		}
-		if !h.Fin {
-			a.op = h.OpCode
-			a.buf = append(a.buf[:0], f.Payload...)
-			return 0, nil, false, nil
+		if h.Fin {
+			if h.OpCode == ws.OpText && !utf8.Valid(f.Payload) {
+				return 0, nil, false, violation(CloseInvalidData, "text message is not valid UTF-8")
+			}
+			return h.OpCode, f.Payload, true, nil
 		}
-		op, msg = h.OpCode, f.Payload
+		a.op = h.OpCode
+		a.buf = append(a.buf[:0], f.Payload...)
+		a.checked = 0
 	default:
 		return 0, nil, false, violation(CloseProtocolError, "not a data frame")
 	}
-	if op == ws.OpText && !utf8.Valid(msg) {
-		return 0, nil, false, violation(CloseInvalidData, "text message is not valid UTF-8")
+	if a.op == ws.OpText {
+		if n, ok := validPrefix(a.buf[a.checked:], h.Fin); ok {
+			a.checked += n
+		} else {
+			a.Reset()
+			return 0, nil, false, violation(CloseInvalidData, "text message is not valid UTF-8")
+		}
 	}
+	if !h.Fin {
+		return 0, nil, false, nil
+	}
+	op, msg = a.op, a.buf
+	a.op, a.buf, a.checked = 0, a.buf[:0], 0
 	return op, msg, true, nil
+}
+
+// validPrefix reports whether b can begin valid UTF-8 (final: whether it is
+// valid UTF-8), and how many of its bytes are whole valid characters; the
+// rest, at most three bytes, is an incomplete character that the next
+// fragment may complete.
+func validPrefix(b []byte, final bool) (int, bool) {
+	if final {
+		return len(b), utf8.Valid(b)
+	}
+	// Find the start of a trailing incomplete character, if any.
+	cut := len(b)
+	for i := len(b) - 1; i >= 0 && i >= len(b)-3; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				cut = i
+			}
+			break
+		}
+	}
+	if !utf8.Valid(b[:cut]) {
+		return 0, false
+	}
+	tail := b[cut:]
+	if len(tail) == 0 {
+		return cut, true
+	}
+	// Does some continuation make tail a valid character? The lead byte
+	// fixes the length; once the second byte is given (it carries the
+	// only range restriction: overlongs, surrogates, > U+10FFFF), 0x80
+	// completes any valid prefix.
+	var n int
+	switch l := tail[0]; {
+	case l >= 0xC2 && l <= 0xDF:
+		n = 2
+	case l >= 0xE0 && l <= 0xEF:
+		n = 3
+	case l >= 0xF0 && l <= 0xF4:
+		n = 4
+	default:
+		return 0, false
+	}
+	if len(tail) == 1 {
+		return cut, true
+	}
+	var r [4]byte
+	copy(r[:], tail)
+	for i := len(tail); i < n; i++ {
+		r[i] = 0x80
+	}
+	return cut, utf8.Valid(r[:n])
 }
 
 // Release drops the assembly buffer after a large fragmented message so that
@@ -199,7 +264,7 @@ func (a *Assembler) Release() {
 }
 
 // Reset abandons any message in progress.
-func (a *Assembler) Reset() { a.op, a.buf = 0, nil }
+func (a *Assembler) Reset() { a.op, a.buf, a.checked = 0, nil, 0 }
 
 // ParseClose validates a close frame's payload (RFC 6455 §5.5.1, §7.4).
 // An empty payload yields CloseNoStatus.
