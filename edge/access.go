@@ -159,12 +159,7 @@ func bearer(c *conn) string {
 	if t := c.ls.uri.QueryArgs().Peek("token"); len(t) > 0 {
 		return string(t)
 	}
-	for _, h := range headerFold(&c.ls.hdr, "Authorization", nil) {
-		if t := jointoken.FromAuthorization(h); t != "" {
-			return t
-		}
-	}
-	return ""
+	return jointoken.FromAuthorization(c.ls.hdr.Peek("Authorization"))
 }
 
 // replyRetry answers 429 with Retry-After (whole seconds, at least 1).
@@ -300,7 +295,9 @@ func (s *Server) clientIP(c *conn) netip.Addr {
 		return peer
 	}
 	ip := peer
-	hs := headerFold(&c.ls.hdr, "X-Forwarded-For", nil)
+	// Header names are normalized when parsed (readHead), so any case
+	// matches; every X-Forwarded-For line counts, in order.
+	hs := c.ls.hdr.PeekAll("X-Forwarded-For")
 	for i := len(hs) - 1; i >= 0; i-- {
 		parts := strings.Split(string(hs[i]), ",")
 		for j := len(parts) - 1; j >= 0; j-- {
@@ -483,18 +480,6 @@ func (t *sessionTable) allow(e *sessEntry, now time.Time, rate, burst float64) b
 	}
 	e.tokens--
 	return true
-}
-
-// headerFold appends the values of every header named name, in any case:
-// the edge reads heads with normalizing off, so Peek is case-sensitive
-// and RFC 9110 names are not.
-func headerFold(h *fasthttp.RequestHeader, name string, dst [][]byte) [][]byte {
-	h.VisitAll(func(k, v []byte) {
-		if len(k) == len(name) && strings.EqualFold(string(k), name) {
-			dst = append(dst, v)
-		}
-	})
-	return dst
 }
 
 // MayContinue implements chat.ThreadGuard: with join tokens on, a chat
