@@ -169,6 +169,10 @@ func (c *Conn) OnText(payload []byte) {
 			return
 		}
 	}
+	if thread != "" && !c.mayContinue(thread) {
+		fail(codeThreadForbidden, "continuing this thread_id needs a join token whose sid covers it")
+		return
+	}
 	var channel string
 	if raw := in["channel"]; !isNull(raw) {
 		if err := json.Unmarshal(raw, &channel); err != nil {
@@ -204,7 +208,7 @@ func (c *Conn) OnText(payload []byte) {
 		return
 	}
 	if thread == "" {
-		thread = newThreadID()
+		thread = c.newThread()
 	}
 	c.thread = thread
 	t := &turn{c: c, thread: thread, message: msg, channel: in["channel"], data: in["data"], accepted: time.Now()}

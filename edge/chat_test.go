@@ -12,6 +12,7 @@ import (
 	"github.com/wsedge/wsedge/chat"
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/chat/model"
+	"github.com/wsedge/wsedge/internal/jointoken"
 )
 
 // mirrorTo publishes chat mirrors through the server's broker, as main does;
@@ -28,13 +29,19 @@ func (m mirrorTo) Mirror(thread string, payload []byte) {
 // model and in-memory history.
 func startChatServer(t *testing.T) *testServer {
 	t.Helper()
+	return startChatServerWith(t, nil, nil)
+}
+
+// startChatServerWith also takes a config change and join tokens.
+func startChatServerWith(t *testing.T, mutate func(*Config), tokens *jointoken.Verifier) *testServer {
+	t.Helper()
 	var ptr atomic.Pointer[testServer]
 	svc, err := chat.New(chat.Config{}, model.Local{Delay: time.Millisecond}, history.NewMemory(0, 0),
 		mirrorTo{&ptr}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := startServerWith(t, nil, Deps{OpenChat: func(id string, sink ChatSink) ChatConn { return svc.Open(id, sink) }})
+	ts := startServerWith(t, mutate, Deps{Tokens: tokens, OpenChat: func(id string, sink ChatSink) ChatConn { return svc.Open(id, sink) }})
 	ptr.Store(ts)
 	return ts
 }

@@ -10,6 +10,7 @@ package edge
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -114,6 +115,30 @@ type Config struct {
 	DrainSpread time.Duration
 	// ReconnectJitter is the upper bound of the after_ms hint sent to clients.
 	ReconnectJitter time.Duration
+
+	// Access control (SECURITY.md). Zero values turn each feature off.
+
+	// TokenExpiryGrace: a socket whose join token expires gets
+	// token_expired, and close 4003 this long after unless it refreshes.
+	TokenExpiryGrace time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// MaxConnectionsPerIP caps the WebSockets open per client IP (IPv6: /64).
+	MaxConnectionsPerIP int
+	// ConnectRatePerIP is the upgrades a second per client IP, in bursts of
+	// up to ConnectBurstPerIP.
+	ConnectRatePerIP  float64
+	ConnectBurstPerIP int
+	// MaxTrackedIPs caps the per-IP table.
+	MaxTrackedIPs int
+	// MaxSessionMembers caps the session sockets of one session id on this
+	// instance; over it the upgrade gets 403.
+	MaxSessionMembers int
+	// SessionBroadcastRate caps the broadcasts a second of one session on
+	// this instance, all senders together, in bursts of up to
+	// SessionBroadcastBurst.
+	SessionBroadcastRate  float64
+	SessionBroadcastBurst int
 }
 
 // Defaults returns the configuration used when nothing is set.
@@ -149,6 +174,8 @@ func Defaults() Config {
 		DrainTimeout:        30 * time.Second,
 		DrainSpread:         5 * time.Second,
 		ReconnectJitter:     5 * time.Second,
+		TokenExpiryGrace:    30 * time.Second,
+		MaxTrackedIPs:       100_000,
 	}
 }
 
@@ -212,6 +239,16 @@ func (c Config) Validate() error {
 	if c.DrainSpread < 0 || c.ReconnectJitter < 0 {
 		errs = append(errs, errors.New("drain spread and reconnect jitter must not be negative"))
 	}
+	if c.MaxConnectionsPerIP < 0 || c.ConnectRatePerIP < 0 || c.MaxSessionMembers < 0 || c.SessionBroadcastRate < 0 {
+		errs = append(errs, errors.New("per-IP and per-session limits must not be negative"))
+	}
+	if (c.ConnectRatePerIP > 0 && c.ConnectBurstPerIP < 1) || (c.SessionBroadcastRate > 0 && c.SessionBroadcastBurst < 1) {
+		errs = append(errs, errors.New("a rate limit needs a burst of at least 1"))
+	}
+	if c.MaxTrackedIPs < 1 {
+		errs = append(errs, errors.New("max tracked IPs must be at least 1"))
+	}
+	pos("token expiry grace", c.TokenExpiryGrace)
 	return errors.Join(errs...)
 }
 

@@ -94,6 +94,8 @@ type conn struct {
 	connectedAt int64  // Unix seconds
 
 	chat ChatConn
+
+	acc *access // nil unless tokens or limits are configured
 }
 
 func newConnID() string {

@@ -70,7 +70,7 @@ func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer
 	}
 	srv, err := New(cfg, Deps{
 		Hub: hub, Broker: brk, Presence: presence.NewMemory(), History: extra.History,
-		Logger: log, Registry: reg, API: extra.API, OpenChat: extra.OpenChat,
+		Logger: log, Registry: reg, API: extra.API, OpenChat: extra.OpenChat, Tokens: extra.Tokens,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -33,8 +33,11 @@ func (s *Server) originOK(c *conn, route uint8, origin []byte) bool {
 	if len(origin) == 0 && s.cfg.AllowMissingOrigin {
 		return true
 	}
-	// A valid join token will be the other way past a missing or foreign
-	// Origin, once join tokens exist: check it here, before refusing.
+	// A valid join token is the other way past a missing or foreign Origin:
+	// a page on another site cannot read it from the user's cookies.
+	if c.acc != nil && c.acc.claims != nil {
+		return true
+	}
 	reason := reasonOriginNotAllowed
 	if len(origin) == 0 {
 		reason = reasonOriginMissing
@@ -51,7 +54,9 @@ func (s *Server) refuseUpgrade(c *conn, route uint8, reason string, origin []byt
 		origin = origin[:maxLoggedOrigin]
 	}
 	remote := ""
-	if a := c.gc.RemoteAddr(); a != nil {
+	if len(s.cfg.TrustedProxies) > 0 {
+		remote = s.clientIP(c).String()
+	} else if a := c.gc.RemoteAddr(); a != nil {
 		remote = a.String()
 	}
 	s.refusals.refused(reason, routeName(route), string(origin), remote)

@@ -15,6 +15,7 @@ import (
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/console"
 	"github.com/wsedge/wsedge/edge/presence"
+	"github.com/wsedge/wsedge/internal/jointoken"
 )
 
 // Deps are the pieces the edge serves with; cmd/wsedge builds them.
@@ -31,6 +32,8 @@ type Deps struct {
 	// History is the broker's session history; nil turns it off, and every
 	// frame stays as without it (PROTOCOL.md §1.7).
 	History broker.History
+	// Tokens, when set, makes join tokens required on /ws/session/.
+	Tokens *jointoken.Verifier
 }
 
 // Server is the gnet engine and everything its loops share.
@@ -47,6 +50,9 @@ type Server struct {
 	openChat OpenChat
 	api      APIHandler
 	console  *console.Files // nil unless Config.Console
+	tokens   *jointoken.Verifier
+	ips      *ipTable
+	sessions *sessionTable
 
 	history   broker.History
 	histQueue chan historyJob // served by HistoryConcurrency workers
@@ -106,6 +112,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		broker:      d.Broker,
 		openChat:    d.OpenChat,
 		api:         d.API,
+		tokens:      d.Tokens,
+		ips:         newIPTable(cfg.MaxTrackedIPs, cfg.MaxConnectionsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP),
+		sessions:    newSessionTable(),
 		presenceSem: make(chan struct{}, cfg.PresenceConcurrency),
 		apiSem:      make(chan struct{}, cfg.APIConcurrency),
 		booted:      make(chan struct{}),
@@ -216,6 +225,9 @@ func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	c.leaveSession()
 	if c.resuming {
 		c.ls.endResume(c)
+	}
+	if c.acc != nil {
+		s.releaseAccess(c)
 	}
 	c.state = stClosed
 	c.dropPending()

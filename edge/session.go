@@ -100,6 +100,9 @@ func (s *Server) onSessionMessage(c *conn, op ws.OpCode, msg []byte) {
 	case kindBroadcast:
 		s.broadcast(c, m)
 	default:
+		if s.onRefresh(c, m, msg) {
+			return
+		}
 		out := make([]byte, 0, len(msg)+24)
 		out = append(out, `{"type":"echo","data":`...)
 		out = append(out, bytes.TrimSpace(msg)...)
@@ -128,6 +131,7 @@ func (s *Server) beforeHello(c *conn, kind int, m clientMessage) {
 		return
 	}
 	var userType, clientType string
+	clientTypeSet := len(m.ClientType) > 0 && string(m.ClientType) != "null"
 	// Whitespace only is empty, as for the original (it strips user_type).
 	if json.Unmarshal(m.UserType, &userType) != nil || strings.TrimSpace(userType) == "" || len(userType) > maxTypeLen {
 		refuse("user_type_required", "hello needs user_type: a non-empty string of at most 64 bytes")
@@ -139,9 +143,12 @@ func (s *Server) beforeHello(c *conn, kind int, m clientMessage) {
 			return
 		}
 	}
-	if clientType == "" {
-		clientType = "unknown"
+	code, why, typ := s.checkHello(c, userType, clientType, clientTypeSet)
+	if code != "" {
+		refuse(code, why)
+		return
 	}
+	clientType = typ
 	var since uint64
 	var epoch string
 	resume := false
@@ -184,6 +191,9 @@ func presenceRef(c *conn) presence.Ref {
 // broadcast publishes a session_message; the sender receives it too, through
 // the hub, like every other member.
 func (s *Server) broadcast(c *conn, m clientMessage) {
+	if !s.allowBroadcast(c) {
+		return
+	}
 	msg, data := m.Msg, m.Data
 	if len(msg) == 0 {
 		msg = json.RawMessage("null")

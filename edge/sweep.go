@@ -23,6 +23,7 @@ func (s *Server) sweeper() {
 				ls.run(ls.sweep)
 			}
 			s.refusals.flush()
+			s.ips.prune(time.Now())
 		}
 	}
 }
@@ -78,6 +79,10 @@ func (ls *loopState) sweep() {
 				c.pingOut = true
 				c.pingAt = now
 				c.send(pingFrame)
+			}
+			// Chat sockets check their token's expiry per thread instead.
+			if c.acc != nil && c.acc.claims != nil && c.state == stWS && c.route == routeSession {
+				s.sweepToken(c, now)
 			}
 			if ls.writeStalled(c, now) {
 				s.metrics.slowConsumers.WithLabelValues("write_timeout").Inc()

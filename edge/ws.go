@@ -28,10 +28,12 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	case s.draining.Load():
 		s.replyError(c, "ws", fasthttp.StatusServiceUnavailable, "unavailable", "server is draining; reconnect elsewhere", true)
 		return
+	case !s.admit(c, route, session):
+		return
 	case !s.cfg.Debug && !s.originOK(c, route, ls.hdr.Peek("Origin")):
 		s.replyError(c, "ws", fasthttp.StatusForbidden, "forbidden", "origin not allowed", true)
 		return
-	case route == routeChat && !apikey.Match(s.cfg.AuthAPIKey, ls.hdr.Peek("Authorization"), ls.uri.QueryArgs().Peek("authorization")):
+	case route == routeChat && !c.hasToken() && !apikey.Match(s.cfg.AuthAPIKey, ls.hdr.Peek("Authorization"), ls.uri.QueryArgs().Peek("authorization")):
 		s.refuseUpgrade(c, route, reasonUnauthorized, ls.hdr.Peek("Origin"))
 		s.replyError(c, "ws", fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong API key", true)
 		return

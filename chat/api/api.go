@@ -22,6 +22,7 @@ import (
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/internal/apikey"
 	"github.com/wsedge/wsedge/internal/ids"
+	"github.com/wsedge/wsedge/internal/jointoken"
 	"github.com/wsedge/wsedge/internal/wire"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	// MaxBody caps a request body [64 KiB]; larger is 413. The edge refuses
 	// larger bodies before they arrive; this guards other callers.
 	MaxBody int
+	// Tokens, when set, lets a join token whose sid covers the thread_id
+	// stand in for the API key (docs/SECURITY.md).
+	Tokens *jointoken.Verifier
 }
 
 type handler struct {
@@ -126,9 +130,23 @@ func (h *handler) post(c context.Context, ctx *fasthttp.RequestCtx, next func(co
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return
 	}
-	if !apikey.Match(h.cfg.APIKey, ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), nil) {
-		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid Authorization header is required")
-		return
+	var claims *jointoken.Claims
+	if auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); !apikey.Match(h.cfg.APIKey, auth, nil) {
+		tok := jointoken.FromAuthorization(auth)
+		if h.cfg.Tokens == nil || tok == "" {
+			writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid Authorization header is required")
+			return
+		}
+		var err error
+		if claims, err = h.cfg.Tokens.Verify(tok); err != nil {
+			var te *jointoken.Error
+			reason := jointoken.ReasonMalformed
+			if errors.As(err, &te) {
+				reason = te.Reason
+			}
+			writeError(ctx, fasthttp.StatusUnauthorized, reason, "the Authorization header is neither the API key nor a valid join token")
+			return
+		}
 	}
 	if !h.csrf.valid(ctx.Request.Header.Peek("X-CSRFToken"), time.Now()) {
 		writeError(ctx, fasthttp.StatusForbidden, "csrf_failed", "a valid X-CSRFToken header is required (GET /api/csrf-token/)")
@@ -149,6 +167,10 @@ func (h *handler) post(c context.Context, ctx *fasthttp.RequestCtx, next func(co
 	if err := json.Unmarshal(body, &in); err != nil || in.ThreadID == nil || !ids.Valid(*in.ThreadID) {
 		writeError(ctx, fasthttp.StatusBadRequest, "invalid_request",
 			`the body must be {"thread_id":"…"} with 1-128 characters of A-Z a-z 0-9 _ . : -`)
+		return
+	}
+	if claims != nil && !claims.Covers(*in.ThreadID) {
+		writeError(ctx, fasthttp.StatusForbidden, "thread_forbidden", "the join token's sid does not cover this thread_id")
 		return
 	}
 	next(c, ctx, *in.ThreadID)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/broker"
+	"github.com/wsedge/wsedge/internal/jointoken"
 )
 
 // config is everything main needs, parsed once from flags and environment.
@@ -25,6 +26,7 @@ type config struct {
 	Chat      chatConfig
 	// History is session history and resume (SESSION_HISTORY_*); Size 0: off.
 	History broker.HistoryOptions
+	Tokens  jointoken.Config // join-token keys; no key: tokens off
 }
 
 // settings lists every environment variable main knows; each also has a flag
@@ -84,6 +86,18 @@ var settings = []struct {
 	{key: "REDIS_CACHE_SIZE", help: "client-side cache per Redis connection, e.g. 64MiB (default 64MiB)"},
 	{key: "AUTH_API_KEY", help: "API key for /ws/chat/ and /api/*; empty: no key required", secret: true},
 	{key: "CSRF_SECRET_KEY", help: "CSRF token secret (default: SECRET_KEY)", secret: true},
+	{key: "SESSION_TOKEN_SECRET", help: "HS256 key of join tokens (32+ bytes); set (or SESSION_TOKEN_PUBLIC_KEY) to require a token on /ws/session/ (docs/SECURITY.md) (default: none, tokens off)", secret: true},
+	{key: "SESSION_TOKEN_PUBLIC_KEY", help: "path of a PEM RSA (RS256) or P-256 (ES256) public key for join tokens (default: none)"},
+	{key: "SESSION_TOKEN_AUDIENCE", help: "when set, a join token's aud must include it (default: not checked)"},
+	{key: "TOKEN_EXPIRY_GRACE", help: "time between token_expired and close 4003 for a client to refresh (default 30s)"},
+	{key: "TRUSTED_PROXIES", help: "comma-separated CIDRs whose X-Forwarded-For is believed, e.g. the ALB's subnets (default: none, the peer address is the client)"},
+	{key: "MAX_CONNECTIONS_PER_IP", help: "WebSockets open per client IP (IPv6: per /64); over it 429; 0: no cap (default 0)"},
+	{key: "CONNECT_RATE_PER_IP", help: "WebSocket upgrades a second per client IP, decimals allowed; over it 429 with Retry-After; 0: no cap (default 0)"},
+	{key: "CONNECT_BURST_PER_IP", help: "burst allowed above CONNECT_RATE_PER_IP (default: the rate rounded up, at least 1)"},
+	{key: "MAX_TRACKED_IPS", help: "size cap of the per-IP table; idle entries are evicted, then new addresses get 429 (default 100000)"},
+	{key: "MAX_SESSION_MEMBERS", help: "session sockets per session id on this instance; over it 403 session_full; 0: no cap (default 0)"},
+	{key: "SESSION_BROADCAST_RATE", help: "broadcasts a second per session on this instance, all senders together; over it rate_limited; 0: no cap (default 0)"},
+	{key: "SESSION_BROADCAST_BURST", help: "burst allowed above SESSION_BROADCAST_RATE (default: the rate rounded up, at least 1)"},
 	{key: "DATABASE_URL", help: "PostgreSQL for chat history; empty: in-memory, or the PSQL_* variables (docs/CHAT.md)", secret: true},
 	{key: "DATABASE_MAX_CONNS", help: "PostgreSQL pool size (default 10)"},
 	{key: "BEDROCK_MODEL_ID_CHAT", help: "Bedrock model for chat; empty: the local demo model (default empty)"},
@@ -345,6 +359,8 @@ func loadConfig(e env) (config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: want text or json", f))
 	}
+	c.Tokens, err = loadAccessConfig(e, ec)
+	keep(err)
 	c.Redis, err = loadRedisConfig(e)
 	keep(err)
 	c.Redis.History = c.History

@@ -22,6 +22,7 @@ import (
 	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
+	"github.com/wsedge/wsedge/internal/jointoken"
 	"github.com/wsedge/wsedge/internal/version"
 )
 
@@ -120,6 +121,14 @@ func run(args []string, lookup env, stdout io.Writer) error {
 			log.Debug("chat mirror", "thread_id", threadID, "err", err)
 		}
 	})
+	var tokens *jointoken.Verifier
+	if len(cfg.Tokens.Secret) > 0 || len(cfg.Tokens.PublicKeyPEM) > 0 {
+		if tokens, err = jointoken.New(cfg.Tokens); err != nil {
+			return fmt.Errorf("join tokens: %w", err)
+		}
+		log.Info("join tokens required on /ws/session/")
+	}
+	cfg.Chat.API.Tokens = tokens
 	svc, api, closeChat, err := newChat(ctx, cfg.Chat, mirror, log, reg)
 	if err != nil {
 		return err
@@ -145,7 +154,7 @@ func run(args []string, lookup env, stdout io.Writer) error {
 		log.Info("session history on", "size", cfg.History.Size, "ttl", cfg.History.TTL)
 	}
 	srv, err := edge.New(cfg.Edge, edge.Deps{
-		Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg, API: api, History: hist,
+		Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg, API: api, History: hist, Tokens: tokens,
 		OpenChat: func(id string, sink edge.ChatSink) edge.ChatConn { return svc.Open(id, sink) },
 	})
 	if err != nil {
