@@ -51,8 +51,10 @@ var secretAssignment = regexp.MustCompile(
 	"(?i)\\b((?:django_)?secret_key|csrf_secret_key|auth_api_key|secretKey|csrfSecretKey|authApiKey)[\"']?[ \\t]*[:=][ \\t]*[\"'`]?([^\\s\"'`,;)|]+)")
 
 // notAValue are elisions and references, not values anyone could deploy:
-// "...", "<your key>", "$(openssl rand …)", "${SECRET_KEY}", "{{ .Values… }}".
-var notAValue = regexp.MustCompile(`^(?:[.…*x-]+|[<${(].*)$`)
+// "...", "<your key>", "$(openssl rand …)", "${SECRET_KEY}", "{{ .Values… }}",
+// and the name of another variable or Secret key ("secretKey: SECRET_KEY" in
+// the chart's values names the key inside a Kubernetes Secret).
+var notAValue = regexp.MustCompile(`^(?:[.…*x-]+|[<${(].*|[A-Z][A-Z0-9_]*)$`)
 
 // Every secret value the repository ships, in any file but Go source, is
 // refused with DEBUG=0: the list in secret.go is checked against the files.
