@@ -349,6 +349,10 @@ func TestWriteTimeout(t *testing.T) {
 		c.OutboundCap = 256 << 20
 		c.WriteTimeout = 500 * time.Millisecond
 		c.CloseTimeout = 300 * time.Millisecond
+		// The sender must get its 16 MB through quickly; the byte budget
+		// (1 MiB/s by default) would leave the stall to the kernel's buffer
+		// sizes and the clock.
+		c.ByteRate = 0
 	})
 	stalled, _ := ts.session(t, "wt", "admin", "web")
 	sender, _ := ts.session(t, "wt", "sender", "web")
