@@ -157,7 +157,11 @@ func Start(ctx context.Context, tools Tools, dir string, opt Options) (c *Cluste
 	}
 	if err := c.run("kwok", tools.Bin("kwok"),
 		"--kubeconfig", c.Kubeconfig, "--config", tools.Bin("kwok-stages.yaml"),
-		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake"); err != nil {
+		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+		// The heartbeat-with-lease stage renews the node's Lease only with a
+		// lease duration; without one the node-lifecycle controller marks
+		// the node NotReady after its grace period and rollouts stall.
+		"--node-lease-duration-seconds=40"); err != nil {
 		return c, err
 	}
 	node := `apiVersion: v1
