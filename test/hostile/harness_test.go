@@ -86,6 +86,9 @@ func startServer(t *testing.T, env map[string]string) *server {
 		"AUTH_API_KEY":  testAPIKey,
 		"LOG_LEVEL":     "warn",
 		"LOG_FORMAT":    "text",
+		// A client that reads nothing is dropped at the write timeout when
+		// nothing else catches it first; 10 s keeps that inside the attacks' 20 s.
+		"WRITE_TIMEOUT": "10s",
 	}
 	for k, v := range env {
 		vars[k] = v

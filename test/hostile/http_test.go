@@ -34,8 +34,9 @@ func TestHostileHTTP(t *testing.T) {
 }
 
 // 20 connections pipeline GET /health/ at once and read nothing: every one is
-// pushed back (its requests stop being read, then it is dropped) long before
-// it has sent 16 MiB.
+// pushed back (its requests stop being read, then it is dropped: for sending
+// more than a request's worth while paused, or at WRITE_TIMEOUT for reading
+// nothing) long before it has sent 16 MiB.
 func manyPipeliners(t *testing.T, s *server) {
 	const n, limit = 20, 16 << 20
 	req := strings.Repeat("GET /health/ HTTP/1.1\r\nHost: x\r\n\r\n", 1024)
