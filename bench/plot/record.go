@@ -52,6 +52,12 @@ func Record(progress *Progress, count func() int64, want int64) *Recorder {
 		for {
 			select {
 			case <-r.stop:
+				// A last sample covers the time since the previous tick, so a
+				// phase shorter than one tick still has its point.
+				if now := time.Now(); now.After(prevT) {
+					s.X = append(s.X, now.Sub(t0).Seconds())
+					s.Y = append(s.Y, float64(count()-prevN)/now.Sub(prevT).Seconds())
+				}
 				progress.Done()
 				r.done <- s
 				return
