@@ -30,7 +30,7 @@ async def main(url, origin):
                         seq = frame["seq"]
                     if frame["type"] == "reconnect":
                         after_ms = frame["after_ms"]  # already jittered by the server
-        except (OSError, websockets.ConnectionClosed) as e:
+        except (OSError, websockets.WebSocketException) as e:  # also a 503 from a draining server
             print("disconnected:", e, file=sys.stderr)
         attempt += 1
         delay = after_ms / 1000 if after_ms is not None else random.uniform(0, min(30, 0.5 * 2 ** attempt))
