@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -62,6 +63,9 @@ func main() {
 		}
 		if conn != nil {
 			conn.Close()
+		}
+		if c, ok := errors.AsType[wsutil.ClosedError](err); ok && c.Code != 1001 && c.Code != 1011 && c.Code != 1013 {
+			log.Fatalf("closed %d %q: retrying would fail the same way (PROTOCOL.md §9)", c.Code, c.Reason)
 		}
 		log.Printf("disconnected (%v); reconnecting in %v", err, wait)
 		time.Sleep(wait)

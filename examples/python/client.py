@@ -32,6 +32,8 @@ async def main(url, origin):
                         after_ms = frame["after_ms"]  # already jittered by the server
         except (OSError, websockets.WebSocketException) as e:  # also a 503 from a draining server
             print("disconnected:", e, file=sys.stderr)
+            if isinstance(e, websockets.ConnectionClosed) and e.rcvd and e.rcvd.code not in (1001, 1011, 1013):
+                raise  # refused (4001, 1008, ...): retrying would fail the same way (PROTOCOL.md §9)
         attempt += 1
         delay = after_ms / 1000 if after_ms is not None else random.uniform(0, min(30, 0.5 * 2 ** attempt))
         await asyncio.sleep(delay)
