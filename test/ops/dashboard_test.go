@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -107,10 +108,10 @@ func lookup(fams map[string]*familyInfo, name string) (*familyInfo, string, bool
 	return nil, "", false
 }
 
-// TestDashboard parses every panel's PromQL and checks each metric and
-// label it names against what a running server (Redis and chat on, after
-// traffic and a few provoked failures) really exports, so the dashboard
-// cannot drift from the code.
+// TestDashboard parses every panel's PromQL, and every alert of the chart's
+// PrometheusRule, and checks each metric and label they name against what a
+// running server (Redis and chat on, after traffic and a few provoked
+// failures) really exports, so neither can drift from the code.
 func TestDashboard(t *testing.T) {
 	d := loadDashboard(t)
 	vars := map[string]string{}
@@ -142,6 +143,7 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	walk(d.Panels, "")
+	exprs = append(exprs, alertExprs(t)...)
 	for _, r := range []string{"Traffic", "Fan-out", "Presence", "Redis", "Chat", "Drain and rebalance", "Go runtime and process"} {
 		if !rows[r] {
 			t.Errorf("dashboard has no row %q", r)
@@ -276,3 +278,41 @@ func traffic(t *testing.T, s *server, r *testenv.Redis) {
 	a.until("error")
 	a.send(`{"type":"broadcast","msg":"lost"}`)
 }
+
+// alertExprs reads the expressions of the chart's PrometheusRule template.
+// Its template actions stand for a pod selector and numeric thresholds; they
+// are replaced by a target label and a number so that the PromQL parses.
+func alertExprs(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "charts", "wsedge", "templates", "prometheusrule.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i < len(lines); i++ {
+		line := strings.TrimSpace(lines[i])
+		if !strings.HasPrefix(line, "expr:") {
+			continue
+		}
+		e := strings.TrimSpace(strings.TrimPrefix(line, "expr:"))
+		if e == "|" { // a block: the more-indented lines that follow
+			indent := len(lines[i]) - len(strings.TrimLeft(lines[i], " "))
+			var parts []string
+			for i+1 < len(lines) && len(lines[i+1])-len(strings.TrimLeft(lines[i+1], " ")) > indent {
+				i++
+				parts = append(parts, strings.TrimSpace(lines[i]))
+			}
+			e = strings.Join(parts, " ")
+		}
+		e = strings.ReplaceAll(e, "{{- $sel -}}", `instance="x"`)
+		e = alertTemplateAction.ReplaceAllString(e, "1")
+		out = append(out, e)
+	}
+	if len(out) < 5 {
+		t.Fatalf("only %d alert expressions found in the chart's PrometheusRule", len(out))
+	}
+	return out
+}
+
+var alertTemplateAction = regexp.MustCompile(`\{\{[^}]*\}\}`)
