@@ -152,7 +152,7 @@ func broadcastsPrinted(t *testing.T, text string) []int64 {
 // startProcess runs cmd in the repository, its output captured, and kills it
 // when the test ends (the examples listen until stopped).
 func startProcess(t *testing.T, cmd *exec.Cmd) func() string {
-	out := &lockedBuffer{}
+	out := &testenv.Buffer{}
 	cmd.Dir, cmd.Stdout, cmd.Stderr = repoRoot, out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -65,7 +64,7 @@ func wsedgeBinary(t *testing.T) string {
 // server is one running wsedge process.
 type server struct {
 	Addr, AdminAddr string
-	log             *lockedBuffer
+	log             *testenv.Buffer
 	cmd             *exec.Cmd
 	exited          chan struct{}
 }
@@ -84,7 +83,7 @@ func (s *server) WS(path string) string   { return "ws://" + s.Addr + path }
 func startServer(t *testing.T, env map[string]string) *server {
 	t.Helper()
 	bin := wsedgeBinary(t)
-	s := &server{Addr: testenv.FreeAddr(t), AdminAddr: testenv.FreeAddr(t), log: &lockedBuffer{}}
+	s := &server{Addr: testenv.FreeAddr(t), AdminAddr: testenv.FreeAddr(t), log: &testenv.Buffer{}}
 	vars := map[string]string{
 		"ADDR": s.Addr, "ADMIN_ADDR": s.AdminAddr, "INSTANCE_ID": "ops-test",
 		"DEBUG": "0", "SECRET_KEY": "ops-test-secret-4f9d2c7e1b-Zq8xW3vK0pL5mN7", "ALLOWED_HOSTS": "127.0.0.1",
@@ -154,21 +153,4 @@ func get(t *testing.T, url string) (int, http.Header, []byte) {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	return resp.StatusCode, resp.Header, b
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
