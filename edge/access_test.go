@@ -439,3 +439,62 @@ func TestChatThreadsUnderTokens(t *testing.T) {
 		t.Fatalf("neither key nor token: %d %v", resp.StatusCode, body)
 	}
 }
+
+// A chat socket opened under a token is held to its expiry like a session
+// socket: token_expired, then close 4003 after the grace unless it
+// refreshed (same identity; the new sid list then decides which threads it
+// may continue). A socket admitted by the API key alone has no expiry.
+func TestChatTokenExpiry(t *testing.T) {
+	t.Parallel()
+	ts := startChatServerWith(t, func(c *Config) {
+		c.AuthAPIKey = "edge-test-api-key"
+		c.TokenExpiryGrace = 300 * time.Millisecond
+	}, hsVerifier(t))
+	tok := func(sid, sub string, ttl time.Duration) string {
+		c := claims(sid, "user", ttl)
+		c["sub"] = sub
+		return mint(t, jwt.SigningMethodHS256, testSecret, c)
+	}
+
+	t.Run("no refresh", func(t *testing.T) {
+		t.Parallel()
+		c := ts.dial(t, "/ws/chat/?token="+tok("alice:*", "alice", 1500*time.Millisecond), nil)
+		c.expectType("token_expired")
+		c.expectClose(4003)
+	})
+	t.Run("refresh in time", func(t *testing.T) {
+		t.Parallel()
+		c := ts.dial(t, "/ws/chat/", http.Header{"Authorization": {"Bearer " + tok("alice:*", "alice", 1500*time.Millisecond)}})
+		c.send(`{"type":"chat","message":"Hello"}`)
+		thread, _ := c.expectType("session_started")["thread_id"].(string)
+		drainTurn(c)
+		c.expectType("token_expired")
+		// Another user's token cannot take the socket over.
+		c.send(`{"type":"refresh","token":"` + tok("bob:*", "bob", time.Hour) + `"}`)
+		c.expectError("refresh_refused")
+		c.send(`{"type":"refresh","token":"` + tok("alice:*", "alice", time.Hour) + `"}`)
+		if m := c.expectType("refreshed"); m["exp"] == nil {
+			t.Fatalf("refreshed %v", m)
+		}
+		c.quiet(time.Second) // several sweeps past the grace: still open
+		c.send(`{"type":"chat","message":"again","thread_id":"` + thread + `"}`)
+		if m := c.expectType("session_started"); m["thread_id"] != thread {
+			t.Fatalf("continuation after refresh %v", m)
+		}
+		drainTurn(c)
+	})
+	t.Run("API key only", func(t *testing.T) {
+		t.Parallel()
+		c := ts.dial(t, "/ws/chat/", http.Header{"Authorization": {"edge-test-api-key"}})
+		c.quiet(2500 * time.Millisecond) // past the others' expiry and grace
+		c.send(`{"type":"chat","message":"still here"}`)
+		c.expectType("session_started")
+		drainTurn(c)
+		// Without a token, refresh is the chat service's business (an
+		// unknown type), as before.
+		c.send(`{"type":"refresh","token":"x"}`)
+		if m := c.next(); m["type"] == "refreshed" {
+			t.Fatalf("refresh on a socket without a token: %v", m)
+		}
+	})
+}

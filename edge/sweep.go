@@ -79,8 +79,8 @@ func (ls *loopState) sweep() {
 				c.pingAt = now
 				c.send(pingFrame)
 			}
-			// Chat sockets check their token's expiry per thread instead.
-			if c.acc != nil && c.acc.claims != nil && c.state == stWS && c.route == routeSession {
+			// Session sockets, and chat sockets opened under a token.
+			if c.acc != nil && c.acc.claims != nil && c.state == stWS {
 				s.sweepToken(c, now)
 			}
 			if ls.writeStalled(c, now) {
