@@ -6,6 +6,12 @@
 // the ratios, not the absolute numbers (clients share the process and CPUs).
 //
 //	go run ./bench/tokens -rounds 3 -duration 3s -workers 16 -idle 2000
+//
+// Clients cycle through -tokens distinct tokens (512: a reconnecting
+// population, which the verified-token cache answers after the first
+// round of connects); set it above the connects of a round (e.g. 100000)
+// for every connect to present a token never seen, which is verified in
+// full.
 package main
 
 import (
@@ -48,8 +54,9 @@ func main() {
 	workers := flag.Int("workers", 16, "concurrent connecting clients")
 	idle := flag.Int("idle", 2000, "idle hello'd sockets per round")
 	out := flag.String("json", "", "write results here as JSON")
+	distinct := flag.Int("tokens", 512, "distinct tokens the clients cycle through, minted before the clock starts")
 	flag.Parse()
-	if err := run(*rounds, *dur, *workers, *idle, *out); err != nil {
+	if err := run(*rounds, *dur, *workers, *idle, *distinct, *out); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -61,7 +68,7 @@ type result struct {
 	HeapPerConn  []float64 `json:"heap_bytes_per_idle_conn"`
 }
 
-func run(rounds int, dur time.Duration, workers, idle int, out string) error {
+func run(rounds int, dur time.Duration, workers, idle, distinct int, out string) error {
 	vs := []variant{{"tokens_off", false}, {"tokens_on", true}}
 	res := map[string]*result{}
 	for _, v := range vs {
@@ -69,7 +76,7 @@ func run(rounds int, dur time.Duration, workers, idle int, out string) error {
 	}
 	for r := 0; r < rounds; r++ {
 		for _, v := range vs {
-			rate, heap, err := measure(v, dur, workers, idle)
+			rate, heap, err := measure(v, dur, workers, idle, distinct)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", v.name, r, err)
 			}
@@ -110,7 +117,7 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func measure(v variant, dur time.Duration, workers, idle int) (float64, float64, error) {
+func measure(v variant, dur time.Duration, workers, idle, distinct int) (float64, float64, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return 0, 0, err
@@ -157,7 +164,7 @@ func measure(v variant, dur time.Duration, workers, idle int) (float64, float64,
 	}
 	// Tokens are minted before the clock starts: the backend mints them,
 	// not the edge.
-	paths := make([]string, 512)
+	paths := make([]string, distinct)
 	for i := range paths {
 		paths[i] = path(i)
 	}
