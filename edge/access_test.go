@@ -10,9 +10,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -497,4 +499,41 @@ func TestChatTokenExpiry(t *testing.T) {
 			t.Fatalf("refresh on a socket without a token: %v", m)
 		}
 	})
+}
+
+// Tokens travel in URLs (?token=) and headers, and are never logged: not
+// on a refused upgrade, an accepted one, a refused refresh or an expiry,
+// at debug level.
+func TestTokensNeverLogged(t *testing.T) {
+	t.Parallel()
+	logs := &logBuffer{}
+	ts := startServerWith(t, func(c *Config) { c.TokenExpiryGrace = 200 * time.Millisecond }, Deps{
+		Tokens: hsVerifier(t),
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	good := mint(t, jwt.SigningMethodHS256, testSecret, claims("room", "agent", 1200*time.Millisecond))
+	forged := mint(t, jwt.SigningMethodHS256, []byte("not-the-secret-not-the-secret-0123456"), claims("room", "agent", time.Hour))
+	other := mint(t, jwt.SigningMethodHS256, testSecret, claims("room", "admin", time.Hour))
+	if resp, body := upgradeResp(t, ts.addr, "/ws/session/room/?token="+forged, nil); resp.StatusCode != 401 {
+		t.Fatalf("forged token: %d %v", resp.StatusCode, body)
+	}
+	if resp, _ := upgradeResp(t, ts.addr, "/ws/session/room/", map[string]string{"Authorization": "Bearer " + forged}); resp.StatusCode != 401 {
+		t.Fatalf("forged bearer: %d", resp.StatusCode)
+	}
+	c := ts.dial(t, "/ws/session/room/?token="+good, nil)
+	c.expectType("connected")
+	c.hello("agent", "web")
+	c.send(`{"type":"refresh","token":"` + other + `"}`)
+	c.expectError("refresh_refused")
+	c.expectType("token_expired")
+	c.expectClose(4003)
+	if len(logs.lines(t, "websocket upgrade refused")) != 2 {
+		t.Fatalf("the refusals were not logged:\n%s", logs.String())
+	}
+	for _, tok := range []string{good, forged, other} {
+		sig := tok[strings.LastIndexByte(tok, '.')+1:]
+		if strings.Contains(logs.String(), sig) {
+			t.Fatalf("a token was logged:\n%s", logs.String())
+		}
+	}
 }

@@ -255,3 +255,31 @@ func TestAdminDocExamples(t *testing.T) {
 		t.Errorf("exit %d", code)
 	}
 }
+
+// Every access-control setting is documented in docs/SECURITY.md, and every
+// admin API setting in docs/ADMIN.md.
+func TestDocsListSettings(t *testing.T) {
+	for doc, keys := range map[string][]string{
+		"SECURITY.md": {"SESSION_TOKEN_SECRET", "SESSION_TOKEN_PUBLIC_KEY", "SESSION_TOKEN_AUDIENCE", "TOKEN_EXPIRY_GRACE",
+			"TRUSTED_PROXIES", "MAX_CONNECTIONS_PER_IP", "CONNECT_RATE_PER_IP", "CONNECT_BURST_PER_IP", "MAX_TRACKED_IPS",
+			"MAX_SESSION_MEMBERS", "SESSION_BROADCAST_RATE", "SESSION_BROADCAST_BURST"},
+		"ADMIN.md": {"ADMIN_ADDR", "ADMIN_TOKEN", "ADMIN_TOKEN_FILE", "DRAIN_SPREAD", "RECONNECT_JITTER"},
+	} {
+		b, err := os.ReadFile("../../docs/" + doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			known := false
+			for _, s := range settings {
+				known = known || s.key == k
+			}
+			if !known {
+				t.Errorf("%s is not a setting any more: drop it here", k)
+			}
+			if !strings.Contains(string(b), "`"+k+"`") {
+				t.Errorf("docs/%s does not document `%s`", doc, k)
+			}
+		}
+	}
+}
