@@ -12,6 +12,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/wsedge/wsedge/edge/broker"
+	"github.com/wsedge/wsedge/internal/redisconn"
 	"github.com/wsedge/wsedge/internal/testenv"
 )
 
@@ -52,15 +53,20 @@ func redisHistEnv(t *testing.T, name string, addrs []string, sharded bool) histE
 	env := histEnv{name: name}
 	var clients []rueidis.Client
 	for i := range 2 {
-		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, DisableCache: true})
+		mode := redisconn.Standalone
+		if sharded {
+			mode = redisconn.Cluster
+		}
+		conn, err := redisconn.Open(context.Background(), redisconn.Options{
+			Client: rueidis.ClientOption{InitAddress: addrs, DisableCache: true}, Mode: mode, Instance: fmt.Sprintf("i%d", i),
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(c.Close)
-		clients = append(clients, c)
+		t.Cleanup(conn.Close)
+		clients = append(clients, conn.Client())
 		hub := NewHub()
-		b, err := broker.NewRedis(hub.Deliver, broker.RedisOptions{
-			Client: c, Instance: fmt.Sprintf("i%d", i), Sharded: sharded,
+		b, err := broker.NewRedis(conn, hub.Deliver, broker.RedisOptions{
 			History: broker.HistoryOptions{Size: testHistorySize, TTL: time.Minute},
 		})
 		if err != nil {

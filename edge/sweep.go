@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wsedge/wsedge/edge/wsframe"
+	"github.com/wsedge/wsedge/internal/backoff"
 )
 
 // sweeper asks every loop, once per SweepInterval, to check its sockets'
@@ -163,7 +164,7 @@ func (ls *loopState) closeBatch(step, steps int, last bool) {
 		}
 	}
 	for _, c := range batch {
-		after := jitter(s.cfg.ReconnectJitter).Milliseconds()
+		after := backoff.Spread(0, s.cfg.ReconnectJitter).Milliseconds()
 		c.send(wsframe.Text([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(after, 10) + `}`)))
 		c.closeWS(wsframe.CloseGoingAway, "server shutting down", false)
 	}

@@ -97,22 +97,20 @@ func run(args []string, lookup env, stdout io.Writer) error {
 		p presence.Store
 	)
 	if cfg.Redis.URL != "" {
-		b, p, err = newRedisBackends(ctx, cfg.Redis, cfg.Edge.InstanceID, hub.Deliver, log, reg)
+		r, err := newRedisBackends(ctx, cfg.Redis, cfg.Edge.InstanceID, hub.Deliver, log, reg)
 		if err != nil {
 			return err
 		}
+		b, p = r.broker, r.presence
+		defer func() {
+			if err := r.Close(); err != nil {
+				log.Warn("redis close", "err", err)
+			}
+		}()
 	} else {
 		b, p = broker.NewMemoryHistory(hub.Deliver, cfg.History), presence.NewMemory()
 		log.Info("embedded mode: in-memory broker and presence (set REDIS_URL to scale out)")
 	}
-	defer func() {
-		if err := b.Close(); err != nil {
-			log.Warn("broker close", "err", err)
-		}
-		if err := p.Close(); err != nil {
-			log.Warn("presence close", "err", err)
-		}
-	}()
 
 	// Chat events reach /ws/session/<thread_id>/ listeners through the broker,
 	// like any broadcast; mirroring is best effort.

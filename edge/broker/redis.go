@@ -2,8 +2,6 @@ package broker
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -17,6 +15,7 @@ import (
 	"github.com/redis/rueidis"
 
 	retry "github.com/wsedge/wsedge/internal/backoff"
+	"github.com/wsedge/wsedge/internal/redisconn"
 )
 
 // Defaults of RedisOptions.
@@ -26,7 +25,6 @@ const (
 	// without it the count alone would allow 10,000 × 1 MiB.
 	DefaultRedisBacklogBytes = 64 << 20
 	DefaultRedisShards       = 8
-	DefaultRedisTimeout      = time.Second
 	// redisMaxBatch bounds one pipelined publish round trip; rueidis moves
 	// pipelines above BlockingPipeline (2000) to a separate pool, so stay below.
 	redisMaxBatch = 1024
@@ -39,14 +37,6 @@ const (
 
 // RedisOptions configures the Redis broker.
 type RedisOptions struct {
-	// Client is the Redis connection; the broker does not close it.
-	Client rueidis.Client
-	// Instance names this process in logs and in the origin of what it
-	// publishes; a random suffix makes the origin unique per process.
-	Instance string
-	// Sharded selects SPUBLISH/SSUBSCRIBE on hash-tagged channels, for Redis
-	// Cluster; otherwise PUBLISH/SUBSCRIBE over one connection.
-	Sharded bool
 	// Shards is the number of channel groups (one subscriber connection each)
 	// when Sharded. Default DefaultRedisShards.
 	Shards int
@@ -56,10 +46,8 @@ type RedisOptions struct {
 	// Default DefaultRedisBacklogBytes. At either cap Publish behaves the
 	// same way (see Publish).
 	BacklogBytes int64
-	// Timeout bounds every Redis call. Default DefaultRedisTimeout.
+	// Timeout bounds every Redis call; 0: the connection's.
 	Timeout time.Duration
-	// Logger receives connection state changes. Default slog.Default().
-	Logger *slog.Logger
 	// Registerer receives the wsedge_redis_* metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// History keeps and numbers each session's messages (Size 0: off); see
@@ -83,6 +71,7 @@ type RedisOptions struct {
 // sessions with local members.
 type Redis struct {
 	handler Handler
+	conn    *redisconn.Conn
 	client  rueidis.Client
 	log     *slog.Logger
 	origin  string
@@ -118,12 +107,14 @@ type redisOutgoing struct {
 	envelope []byte // with history on: the bare payload (the script wraps it)
 }
 
-// NewRedis starts the broker's goroutines: one publisher and one subscriber
-// per channel group. Connections are made lazily, so NewRedis succeeds while
-// Redis is away.
-func NewRedis(h Handler, o RedisOptions) (*Redis, error) {
-	if o.Client == nil {
-		return nil, errors.New("broker: redis: nil client")
+// NewRedis starts the broker's goroutines on conn: one publisher and one
+// subscriber per channel group. On a Cluster (conn.Sharded) it uses SPUBLISH
+// and SSUBSCRIBE on hash-tagged channels, otherwise PUBLISH and SUBSCRIBE over
+// one connection. Connections are made lazily, so NewRedis succeeds while
+// Redis is away. The broker does not close conn.
+func NewRedis(conn *redisconn.Conn, h Handler, o RedisOptions) (*Redis, error) {
+	if conn == nil {
+		return nil, errors.New("broker: redis: nil connection")
 	}
 	if h == nil {
 		return nil, errors.New("broker: redis: nil handler")
@@ -137,29 +128,21 @@ func NewRedis(h Handler, o RedisOptions) (*Redis, error) {
 	if o.Shards <= 0 {
 		o.Shards = DefaultRedisShards
 	}
-	if !o.Sharded {
+	if !conn.Sharded() {
 		// Classic pub/sub is not slot-bound: one connection carries all.
 		o.Shards = 1
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = DefaultRedisTimeout
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	var nonce [4]byte
-	_, _ = crand.Read(nonce[:])
-	inst := o.Instance
-	if len(inst) > 200 {
-		inst = inst[:200]
+		o.Timeout = conn.Timeout()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Redis{
 		handler:        h,
-		client:         o.Client,
-		log:            o.Logger.With("component", "broker.redis"),
-		origin:         inst + "/" + hex.EncodeToString(nonce[:]),
-		sharded:        o.Sharded,
+		conn:           conn,
+		client:         conn.Client(),
+		log:            conn.Logger().With("component", "broker.redis"),
+		origin:         conn.ID(),
+		sharded:        conn.Sharded(),
 		timeout:        o.Timeout,
 		hist:           newRedisHistory(o.History),
 		queue:          make(chan redisOutgoing, o.Backlog),
@@ -177,7 +160,7 @@ func NewRedis(h Handler, o RedisOptions) (*Redis, error) {
 	for i := range o.Shards {
 		s := &redisShard{b: b, idx: i, want: make(map[string]string), active: make(map[string]struct{}),
 			kick: make(chan struct{}, 1), reset: make(chan string, 1)}
-		if o.Sharded {
+		if conn.Sharded() {
 			s.prefix = "ws:session:{" + strconv.Itoa(i) + "}:"
 			s.histPrefix = "ws:hist:{" + strconv.Itoa(i) + "}:"
 		} else {
@@ -434,12 +417,15 @@ func batchBytes(batch []redisOutgoing) int64 {
 // send runs one pipelined batch; it returns the first transport error
 // (Redis error replies are counted but do not mark Redis as down).
 func (b *Redis) send(cmds rueidis.Commands) error {
-	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
-	defer cancel()
-	start := time.Now()
-	res := b.client.DoMulti(ctx, cmds...)
-	b.m.Latency.WithLabelValues("publish").Observe(time.Since(start).Seconds())
-	return b.tally(res)
+	var first error
+	_ = b.conn.Pipeline(b.ctx, b.timeout, cmds, func(res []rueidis.RedisResult, took time.Duration) error {
+		b.m.Latency.WithLabelValues("publish").Observe(took.Seconds())
+		if err := b.tally(res); err != nil && first == nil {
+			first = err
+		}
+		return nil
+	})
+	return first
 }
 
 // tally counts a batch's results and returns the first transport error.

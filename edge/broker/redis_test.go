@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/rueidis"
 
+	"github.com/wsedge/wsedge/internal/redisconn"
 	"github.com/wsedge/wsedge/internal/testenv"
 )
 
@@ -74,13 +75,30 @@ func newClient(t testing.TB, addrs []string) rueidis.Client {
 	return c
 }
 
+// openConn opens the connection a broker named name runs on.
+func openConn(t testing.TB, be backend, name string) *redisconn.Conn {
+	t.Helper()
+	mode := redisconn.Standalone
+	if be.sharded {
+		mode = redisconn.Cluster
+	}
+	c, err := redisconn.Open(context.Background(), redisconn.Options{
+		Client: rueidis.ClientOption{InitAddress: be.addrs, DisableCache: true}, Mode: mode, Instance: name,
+	})
+	if err != nil {
+		t.Fatalf("redis connection for %v: %v", be.addrs, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 func newBroker(t testing.TB, be backend, name string, h Handler, mod func(*RedisOptions)) *Redis {
 	t.Helper()
-	o := RedisOptions{Client: newClient(t, be.addrs), Instance: name, Sharded: be.sharded}
+	var o RedisOptions
 	if mod != nil {
 		mod(&o)
 	}
-	b, err := NewRedis(h, o)
+	b, err := NewRedis(openConn(t, be, name), h, o)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}
@@ -438,13 +456,13 @@ func TestRedisBrokerClose(t *testing.T) {
 func TestRedisBrokerMetricsRegister(t *testing.T) {
 	r := testenv.StartRedis(t)
 	reg := prometheus.NewRegistry()
-	c := newClient(t, []string{r.Addr})
-	b, err := NewRedis(func(string, uint64, []byte) {}, RedisOptions{Client: c, Registerer: reg})
+	c := openConn(t, backend{addrs: []string{r.Addr}}, "a")
+	b, err := NewRedis(c, func(string, uint64, []byte) {}, RedisOptions{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, err := NewRedis(func(string, uint64, []byte) {}, RedisOptions{Client: c, Registerer: reg}); err == nil {
+	if _, err := NewRedis(c, func(string, uint64, []byte) {}, RedisOptions{Registerer: reg}); err == nil {
 		t.Fatal("second broker on one registry: want an error")
 	}
 	mfs, err := reg.Gather()

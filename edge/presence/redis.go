@@ -3,12 +3,9 @@ package presence
 import (
 	"cmp"
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,18 +17,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
-	reconnect "github.com/wsedge/wsedge/internal/backoff"
+	"github.com/wsedge/wsedge/internal/backoff"
+	"github.com/wsedge/wsedge/internal/redisconn"
 )
 
 // Defaults of RedisOptions.
 const (
 	DefaultRedisTTL        = 15 * time.Second
-	DefaultRedisTimeout    = time.Second
 	DefaultRedisMaxPending = 100000
 	DefaultRedisCacheTTL   = time.Minute
-	// redisChunk bounds the commands of one pipelined round trip; rueidis
-	// moves pipelines above BlockingPipeline (2000) to a separate pool.
-	redisChunk = 1500
+	// redisChunk bounds the members named in one SADD or SREM of the
+	// instance index, as one pipelined round trip is bounded.
+	redisChunk = redisconn.MaxPipeline
 	// redisMaxBackoff keeps retries frequent enough that presence is back
 	// well within 2 s of Redis returning.
 	redisMaxBackoff = 500 * time.Millisecond
@@ -54,15 +51,10 @@ var ErrClosed = errors.New("presence: closed")
 
 // RedisOptions configures the Redis store.
 type RedisOptions struct {
-	// Client is the Redis connection; the store does not close it.
-	Client rueidis.Client
-	// Instance names this process; a random suffix makes the id unique per
-	// process, so two processes never share (and never clean up) entries.
-	Instance string
 	// TTL is how long an instance's entries outlive its last heartbeat
 	// (heartbeats go every TTL/3). Default DefaultRedisTTL.
 	TTL time.Duration
-	// Timeout bounds every Redis call. Default DefaultRedisTimeout.
+	// Timeout bounds every Redis call; 0: the connection's.
 	Timeout time.Duration
 	// MaxPending caps Join/Leave waiting to be written. Default
 	// DefaultRedisMaxPending. See Join for what happens at the cap.
@@ -70,8 +62,6 @@ type RedisOptions struct {
 	// CacheTTL bounds how long a client-side cached read is served; Redis
 	// invalidates changed keys before that. Default DefaultRedisCacheTTL.
 	CacheTTL time.Duration
-	// Logger receives state changes. Default slog.Default().
-	Logger *slog.Logger
 	// Registerer receives the wsedge_redis_* metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
@@ -92,6 +82,7 @@ type RedisOptions struct {
 // it rewrites every local member and removes what its index says it no
 // longer has. Nothing queues while Redis is away.
 type Redis struct {
+	conn     *redisconn.Conn
 	client   rueidis.Client
 	log      *slog.Logger
 	id       string
@@ -116,11 +107,13 @@ type Redis struct {
 	done    chan struct{}
 }
 
-// NewRedis starts the writer goroutine. Like the broker, it succeeds while
-// Redis is away and catches up when it returns.
-func NewRedis(o RedisOptions) (*Redis, error) {
-	if o.Client == nil {
-		return nil, errors.New("presence: redis: nil client")
+// NewRedis starts the writer goroutine on conn, which names the instance
+// (conn.ID) and tells the store when Redis may have lost its entries. Like
+// the broker, it succeeds while Redis is away and catches up when it returns.
+// The store does not close conn.
+func NewRedis(conn *redisconn.Conn, o RedisOptions) (*Redis, error) {
+	if conn == nil {
+		return nil, errors.New("presence: redis: nil connection")
 	}
 	if o.TTL <= 0 {
 		o.TTL = DefaultRedisTTL
@@ -129,7 +122,7 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 		return nil, fmt.Errorf("presence: redis: TTL %s below 3s", o.TTL)
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = DefaultRedisTimeout
+		o.Timeout = conn.Timeout()
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = DefaultRedisMaxPending
@@ -137,26 +130,12 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	if o.CacheTTL <= 0 {
 		o.CacheTTL = DefaultRedisCacheTTL
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	var nonce [4]byte
-	_, _ = crand.Read(nonce[:])
-	// The id is a field of encodeMember and part of index entries.
-	inst := strings.Map(func(r rune) rune {
-		if r == ' ' || r == 0 {
-			return '_'
-		}
-		return r
-	}, o.Instance)
-	if len(inst) > 100 {
-		inst = inst[:100]
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Redis{
-		client:   o.Client,
-		log:      o.Logger.With("component", "presence.redis"),
-		id:       inst + "/" + hex.EncodeToString(nonce[:]),
+		conn:     conn,
+		client:   conn.Client(),
+		log:      conn.Logger().With("component", "presence.redis"),
+		id:       conn.ID(),
 		ttl:      o.TTL,
 		timeout:  o.Timeout,
 		cacheTTL: o.CacheTTL,
@@ -181,6 +160,10 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 		return nil, err
 	}
 	s.m = m
+	// A lost connection or a flushed server is checked at once instead of
+	// a heartbeat later: a restarted Redis is re-populated within a round
+	// trip of coming back.
+	conn.OnLost(s.Recheck)
 	s.wake()
 	go s.run()
 	return s, nil
@@ -197,10 +180,8 @@ func (s *Redis) wake() {
 }
 
 // Recheck asks the writer to verify its heartbeat key now instead of at the
-// next interval. Wire it to rueidis' ClientOption.OnInvalidations, which is
-// called with nil when a connection is lost or the server flushed its data:
-// a restarted Redis is then re-populated within a round trip of coming back,
-// not a heartbeat later. It never blocks.
+// next interval; NewRedis registers it with the connection's OnLost. It
+// never blocks.
 func (s *Redis) Recheck() {
 	s.check.Store(true)
 	s.wake()
@@ -449,10 +430,10 @@ func (s *Redis) run() {
 	defer close(s.done)
 	beat := time.NewTicker(s.ttl / 3)
 	defer beat.Stop()
-	janitor := time.NewTimer(jitter(s.ttl))
+	janitor := time.NewTimer(backoff.Spread(s.ttl/2, s.ttl+s.ttl/2))
 	defer janitor.Stop()
 	var retry <-chan time.Time
-	backoff := time.Duration(0)
+	delay := time.Duration(0)
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -465,23 +446,23 @@ func (s *Redis) run() {
 			if err := s.janitor(); err != nil {
 				s.log.Debug("presence janitor", "err", err)
 			}
-			janitor.Reset(jitter(s.ttl))
+			janitor.Reset(backoff.Spread(s.ttl/2, s.ttl+s.ttl/2))
 			continue
 		}
 		retry = nil
 		err := s.step()
 		if err == nil {
-			if backoff > 0 {
+			if delay > 0 {
 				s.log.Info("presence: Redis writes recovered")
 			}
-			backoff = 0
+			delay = 0
 			continue
 		}
-		if backoff == 0 {
+		if delay == 0 {
 			s.log.Warn("presence: Redis writes failing; will re-sync when it answers", "err", err)
 		}
-		backoff = reconnect.Next(backoff, redisMaxBackoff)
-		retry = time.After(backoff)
+		delay = backoff.Next(delay, redisMaxBackoff)
+		retry = time.After(delay)
 	}
 }
 
@@ -739,43 +720,29 @@ func (s *Redis) janitor() error {
 	return nil
 }
 
-// do sends cmds with a timeout per pipelined chunk, so that a large re-sync
-// is not cut off by a timeout meant for one round trip.
+// do sends cmds with a timeout per pipelined round trip, so that a large
+// re-sync is not cut off by a timeout meant for one round trip.
 func (s *Redis) do(op string, cmds rueidis.Commands) error {
-	for len(cmds) > 0 {
-		n := min(len(cmds), redisChunk)
-		ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
-		err := s.doCtx(ctx, op, cmds[:n])
-		cancel()
-		if err != nil {
-			return err
-		}
-		cmds = cmds[n:]
-	}
-	return nil
+	return s.pipeline(s.ctx, s.timeout, op, cmds)
 }
 
-// doCtx sends cmds in pipelined chunks and returns the first error.
+// doCtx sends cmds in pipelined round trips within ctx.
 func (s *Redis) doCtx(ctx context.Context, op string, cmds rueidis.Commands) error {
-	for len(cmds) > 0 {
-		n := min(len(cmds), redisChunk)
-		start := time.Now()
-		res := s.client.DoMulti(ctx, cmds[:n]...)
-		s.m.Latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	return s.pipeline(ctx, 0, op, cmds)
+}
+
+// pipeline returns the first error of any command.
+func (s *Redis) pipeline(ctx context.Context, per time.Duration, op string, cmds rueidis.Commands) error {
+	return s.conn.Pipeline(ctx, per, cmds, func(res []rueidis.RedisResult, took time.Duration) error {
+		s.m.Latency.WithLabelValues(op).Observe(took.Seconds())
 		for _, r := range res {
 			if err := r.Error(); err != nil {
 				s.m.Errors.WithLabelValues(op).Inc()
 				return fmt.Errorf("presence %s: %w", op, err)
 			}
 		}
-		cmds = cmds[n:]
-	}
-	return nil
-}
-
-// jitter returns d ±50%, so that instances do not run janitors in lockstep.
-func jitter(d time.Duration) time.Duration {
-	return d/2 + time.Duration(rand.Int64N(int64(d)+1))
+		return nil
+	})
 }
 
 // idPrefix packs the first 8 bytes of id, zero-padded, big-endian.
