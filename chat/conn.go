@@ -214,13 +214,7 @@ func (c *Conn) OnText(payload []byte) {
 	t := &turn{c: c, thread: thread, message: msg, channel: in["channel"], data: in["data"], accepted: time.Now()}
 	t.ctx, t.cancel = context.WithCancelCause(c.s.base)
 	c.active = t
-	started, _ := json.Marshal(struct {
-		Type         string `json:"type"`
-		SessionID    string `json:"session_id"`
-		ThreadID     string `json:"thread_id"`
-		ConnectionID string `json:"connection_id"`
-	}{"session_started", thread, thread, c.id})
-	c.sink.Send(started)
+	c.sink.Send(wire.SessionStarted(thread, c.id))
 	c.s.pool.submit(t)
 }
 
@@ -233,11 +227,7 @@ func (t *turn) emit(s *Service, delta string) error {
 		t.firstSent = true
 		s.m.ttft.Observe(time.Since(t.accepted).Seconds())
 	}
-	frame, _ := json.Marshal(struct {
-		Type    string `json:"type"`
-		Content string `json:"content"`
-	}{"token", delta})
-	if !t.c.sink.Send(frame) {
+	if !t.c.sink.Send(wire.Token(delta)) {
 		t.cancel(errClientGone)
 		return errSinkGone
 	}
@@ -252,11 +242,7 @@ func (t *turn) emit(s *Service, delta string) error {
 func (t *turn) rewrite(s *Service) error {
 	t.rewrites++
 	t.answer.Reset()
-	frame, _ := json.Marshal(struct {
-		Type    string `json:"type"`
-		Attempt int    `json:"attempt"`
-	}{"rewrite", t.rewrites})
-	if !t.c.sink.Send(frame) {
+	if !t.c.sink.Send(wire.Rewrite(t.rewrites)) {
 		t.cancel(errClientGone)
 		return errSinkGone
 	}
@@ -406,7 +392,7 @@ func (s *Service) execute(t *turn) (outcome, kind string, err error) {
 	}
 	s.store(t, res.Escalate)
 	if res.Escalate {
-		s.finish(t, []byte(`{"type":"escalation","should_escalate":true}`), true)
+		s.finish(t, wire.Escalation(), true)
 		s.mirrorAnswer(t, outcomeEscalated)
 		return outcomeEscalated, "", nil
 	}
@@ -433,7 +419,7 @@ func (s *Service) finish(t *turn, before []byte, escalation bool) {
 	if before != nil {
 		c.sink.Send(before)
 	}
-	c.sink.Send([]byte(`{"type":"end"}`))
+	c.sink.Send(wire.End())
 	if escalation {
 		c.closed = true
 		c.sink.Close(1000, "escalation")

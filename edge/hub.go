@@ -6,6 +6,7 @@ import (
 
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/wsframe"
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // Hub knows which event loops hold members of each session on this instance
@@ -43,7 +44,7 @@ func (h *Hub) Deliver(session string, seq uint64, payload []byte) {
 	}
 	loops := s.loops
 	h.mu.RUnlock()
-	frame := wsframe.Text(appendSeq(payload, seq))
+	frame := wsframe.Text(wire.AppendSeq(payload, seq))
 	at := time.Now().UnixNano()
 	for _, ls := range loops {
 		ls.post(mail{session: session, seq: seq, frame: frame, at: at})

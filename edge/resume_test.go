@@ -428,25 +428,6 @@ func TestHistoryFrameBytes(t *testing.T) {
 	}
 }
 
-func TestAppendSeq(t *testing.T) {
-	tests := []struct {
-		in   string
-		seq  uint64
-		want string
-	}{
-		{`{"a":1}`, 0, `{"a":1}`},
-		{`{"a":1}`, 7, `{"a":1,"seq":7}`},
-		{`{}`, 3, `{"seq":3}`},
-		{`[1]`, 3, `[1]`},
-		{``, 3, ``},
-	}
-	for _, tt := range tests {
-		if got := string(appendSeq([]byte(tt.in), tt.seq)); got != tt.want {
-			t.Fatalf("appendSeq(%s, %d) = %s, want %s", tt.in, tt.seq, got, tt.want)
-		}
-	}
-}
-
 // gatedHistory holds the connect-time read of one session until released,
 // so that a test can act while a socket waits for its connected frame.
 type gatedHistory struct {

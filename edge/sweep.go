@@ -2,11 +2,11 @@ package edge
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/wsedge/wsedge/edge/wsframe"
 	"github.com/wsedge/wsedge/internal/backoff"
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // sweeper asks every loop, once per SweepInterval, to check its sockets'
@@ -165,7 +165,7 @@ func (ls *loopState) closeBatch(step, steps int, last bool) {
 	}
 	for _, c := range batch {
 		after := backoff.Spread(0, s.cfg.ReconnectJitter).Milliseconds()
-		c.send(wsframe.Text([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(after, 10) + `}`)))
+		c.send(wsframe.Text(wire.Reconnect(after)))
 		c.closeWS(wsframe.CloseGoingAway, "server shutting down", false)
 	}
 	ls.flush()
