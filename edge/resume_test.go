@@ -42,10 +42,9 @@ func historyEnvs(t *testing.T) []func(t *testing.T) histEnv {
 }
 
 func memoryHistEnv(t *testing.T) histEnv {
-	hub := NewHub()
-	b := broker.NewMemoryHistory(hub.Deliver, broker.HistoryOptions{Size: testHistorySize, TTL: time.Minute})
+	b := broker.NewMemoryHistory(broker.HistoryOptions{Size: testHistorySize, TTL: time.Minute})
 	t.Cleanup(func() { _ = b.Close() })
-	ts := startServerWith(t, nil, Deps{Hub: hub, Broker: b, History: b.History()})
+	ts := startServerWith(t, nil, Deps{Broker: b, History: b.History()})
 	return histEnv{name: "memory", servers: []*testServer{ts}}
 }
 
@@ -65,15 +64,14 @@ func redisHistEnv(t *testing.T, name string, addrs []string, sharded bool) histE
 		}
 		t.Cleanup(conn.Close)
 		clients = append(clients, conn.Client())
-		hub := NewHub()
-		b, err := broker.NewRedis(conn, hub.Deliver, broker.RedisOptions{
+		b, err := broker.NewRedis(conn, broker.RedisOptions{
 			History: broker.HistoryOptions{Size: testHistorySize, TTL: time.Minute},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = b.Close() })
-		env.servers = append(env.servers, startServerWith(t, nil, Deps{Hub: hub, Broker: b, History: b.History()}))
+		env.servers = append(env.servers, startServerWith(t, nil, Deps{Broker: b, History: b.History()}))
 	}
 	env.flush = func(t *testing.T) {
 		for _, n := range clients[0].Nodes() {
@@ -452,15 +450,14 @@ func (g gatedHistory) Since(ctx context.Context, session string, since uint64) (
 // then its message; one that floods is closed 1009; a well-behaved client on
 // the same event loop is served meanwhile.
 func TestHistoryInputBeforeConnected(t *testing.T) {
-	hub := NewHub()
-	b := broker.NewMemoryHistory(hub.Deliver, broker.HistoryOptions{Size: 16})
+	b := broker.NewMemoryHistory(broker.HistoryOptions{Size: 16})
 	t.Cleanup(func() { _ = b.Close() })
 	g := gatedHistory{History: b.History(), session: "slow", gate: make(chan struct{})}
 	ts := startServerWith(t, func(c *Config) {
 		c.EventLoops = 1
 		c.MaxMessageSize = 4096
 		c.HistoryTimeout = 10 * time.Second
-	}, Deps{Hub: hub, Broker: b, History: g})
+	}, Deps{Broker: b, History: g})
 
 	pipelined := ts.dial(t, "/ws/session/slow/", nil)
 	pipelined.hello("u", "web")
@@ -494,6 +491,15 @@ func TestHistoryInputBeforeConnected(t *testing.T) {
 
 // delayed hands messages to h after a fixed delay, in order, like a pub/sub
 // hop that is slower than the history read.
+// delayedBroker hands its handler every message d late.
+type delayedBroker struct {
+	broker.Broker
+	t *testing.T
+	d time.Duration
+}
+
+func (b delayedBroker) Start(h broker.Handler) error { return b.Broker.Start(delayed(b.t, h, b.d)) }
+
 func delayed(t *testing.T, h broker.Handler, d time.Duration) broker.Handler {
 	type item struct {
 		at      time.Time
@@ -515,16 +521,18 @@ func delayed(t *testing.T, h broker.Handler, d time.Duration) broker.Handler {
 			}
 		}
 	}()
-	return func(session string, seq uint64, p []byte) { ch <- item{time.Now().Add(d), session, seq, p} }
+	return func(session string, seq uint64, p []byte) bool {
+		ch <- item{time.Now().Add(d), session, seq, p}
+		return true
+	}
 }
 
 // The replay's answer can overtake the live delivery of the messages it
 // contains: those arrive afterwards and must not be sent twice.
 func TestResumeReadOvertakesLive(t *testing.T) {
-	hub := NewHub()
-	b := broker.NewMemoryHistory(delayed(t, hub.Deliver, 100*time.Millisecond), broker.HistoryOptions{Size: 64})
+	b := broker.NewMemoryHistory(broker.HistoryOptions{Size: 64})
 	t.Cleanup(func() { _ = b.Close() })
-	ts := startServerWith(t, nil, Deps{Hub: hub, Broker: b, History: b.History()})
+	ts := startServerWith(t, nil, Deps{Broker: delayedBroker{Broker: b, t: t, d: 100 * time.Millisecond}, History: b.History()})
 	sender, epoch := connectHist(t, ts, "overtake")
 	member(t, sender, -1, "")
 	joined(t, sender)

@@ -20,7 +20,8 @@ import (
 
 // Deps are the pieces the edge serves with; cmd/wsedge builds them.
 type Deps struct {
-	Hub      *Hub
+	// Broker carries broadcasts; New starts it with the server's hub as its
+	// Handler.
 	Broker   broker.Broker
 	Presence presence.Store
 	// OpenChat serves /ws/chat/; nil answers 404.
@@ -44,7 +45,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	refusals *refusalLog
-	hub      *Hub
+	hub      *hub
 	presence presence.Store
 	broker   broker.Broker
 	openChat OpenChat
@@ -80,8 +81,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("edge config: %w", err)
 	}
-	if d.Hub == nil || d.Broker == nil || d.Presence == nil || d.Logger == nil || d.Registry == nil {
-		return nil, errors.New("edge: hub, broker, presence, logger and registry are required")
+	if d.Broker == nil || d.Presence == nil || d.Logger == nil || d.Registry == nil {
+		return nil, errors.New("edge: broker, presence, logger and registry are required")
 	}
 	var files *console.Files
 	if cfg.Console {
@@ -90,10 +91,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 	}
-	d.Hub.SetBroker(d.Broker)
 	// Registered with history off too: every documented counter has a
 	// series from the start (at zero).
 	hm := newHistoryMetrics(d.Registry)
+	h, err := newHub(d.Broker)
+	if err != nil {
+		return nil, fmt.Errorf("edge: start broker: %w", err)
+	}
 	var hq chan historyJob
 	if d.History != nil {
 		hq = make(chan historyJob, cfg.HistoryBacklog)
@@ -107,7 +111,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		log:         d.Logger,
 		metrics:     newMetrics(d.Registry),
 		refusals:    newRefusalLog(d.Logger, refusalLogBurst, time.Second),
-		hub:         d.Hub,
+		hub:         h,
 		presence:    d.Presence,
 		broker:      d.Broker,
 		openChat:    d.OpenChat,

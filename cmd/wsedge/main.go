@@ -91,13 +91,12 @@ func run(args []string, lookup env, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	hub := edge.NewHub()
 	var (
 		b broker.Broker
 		p presence.Store
 	)
 	if cfg.Redis.URL != "" {
-		r, err := newRedisBackends(ctx, cfg.Redis, cfg.Edge.InstanceID, hub.Deliver, log, reg)
+		r, err := newRedisBackends(ctx, cfg.Redis, cfg.Edge.InstanceID, log, reg)
 		if err != nil {
 			return err
 		}
@@ -108,7 +107,7 @@ func run(args []string, lookup env, stdout io.Writer) error {
 			}
 		}()
 	} else {
-		b, p = broker.NewMemoryHistory(hub.Deliver, cfg.History), presence.NewMemory()
+		b, p = broker.NewMemoryHistory(cfg.History), presence.NewMemory()
 		log.Info("embedded mode: in-memory broker and presence (set REDIS_URL to scale out)")
 	}
 
@@ -152,7 +151,7 @@ func run(args []string, lookup env, stdout io.Writer) error {
 		log.Info("session history on", "size", cfg.History.Size, "ttl", cfg.History.TTL)
 	}
 	srv, err := edge.New(cfg.Edge, edge.Deps{
-		Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg, API: api, History: hist, Tokens: tokens,
+		Broker: b, Presence: p, Logger: log, Registry: reg, API: api, History: hist, Tokens: tokens,
 		OpenChat: func(id string, sink edge.ChatSink) edge.ChatConn { return svc.Open(id, sink) },
 	})
 	if err != nil {

@@ -181,10 +181,10 @@ type redisBackends struct {
 }
 
 // newRedisBackends opens the Redis connection and builds the broker and the
-// presence store on it; h receives broker messages. Start-up waits up to
+// presence store on it. Start-up waits up to
 // cfg.ConnectTimeout for Redis; after that, an outage never stops the server
 // (see docs/REDIS.md).
-func newRedisBackends(ctx context.Context, cfg redisConfig, instanceID string, h broker.Handler,
+func newRedisBackends(ctx context.Context, cfg redisConfig, instanceID string,
 	log *slog.Logger, reg prometheus.Registerer) (*redisBackends, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("redis: no REDIS_URL")
@@ -196,7 +196,7 @@ func newRedisBackends(ctx context.Context, cfg redisConfig, instanceID string, h
 	if err != nil {
 		return nil, err
 	}
-	b, err := broker.NewRedis(conn, h, broker.RedisOptions{
+	b, err := broker.NewRedis(conn, broker.RedisOptions{
 		Shards: cfg.PubSubShards, Backlog: cfg.PublishBacklog, BacklogBytes: int64(cfg.PublishBacklogSize),
 		Registerer: reg, History: cfg.History,
 	})

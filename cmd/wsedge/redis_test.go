@@ -150,13 +150,14 @@ type collected struct {
 	got map[string][]string
 }
 
-func (c *collected) handle(s string, _ uint64, p []byte) {
+func (c *collected) handle(s string, _ uint64, p []byte) bool {
 	c.mu.Lock()
 	if c.got == nil {
 		c.got = map[string][]string{}
 	}
 	c.got[s] = append(c.got[s], string(p))
 	c.mu.Unlock()
+	return true
 }
 
 func (c *collected) count(s string) int {
@@ -187,17 +188,20 @@ func TestNewRedisBackends(t *testing.T) {
 			}
 			reg := prometheus.NewRegistry()
 			var ra, rb collected
-			ia, err := newRedisBackends(context.Background(), cfg, "a", ra.handle, log, reg)
+			ia, err := newRedisBackends(context.Background(), cfg, "a", log, reg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ib, err := newRedisBackends(context.Background(), cfg, "b", rb.handle, log, prometheus.NewRegistry())
+			ib, err := newRedisBackends(context.Background(), cfg, "b", log, prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)
 			}
 			ba, pa, bb, pb := ia.broker, ia.presence, ib.broker, ib.presence
 			if ba == nil || pa == nil {
 				t.Fatal("no broker or presence store")
+			}
+			if err := errors.Join(ba.Start(ra.handle), bb.Start(rb.handle)); err != nil {
+				t.Fatal(err)
 			}
 			_ = ba.Subscribe("s")
 			_ = bb.Subscribe("s")
@@ -266,7 +270,7 @@ func TestNewRedisBackendsUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = newRedisBackends(context.Background(), cfg, "a", func(string, uint64, []byte) {}, slog.New(slog.DiscardHandler), nil)
+	_, err = newRedisBackends(context.Background(), cfg, "a", slog.New(slog.DiscardHandler), nil)
 	if err == nil {
 		t.Fatal("want an error when Redis never answers")
 	}

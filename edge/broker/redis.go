@@ -90,8 +90,6 @@ type Redis struct {
 	// down is set while Redis fails publishes; see Publish.
 	down atomic.Bool
 
-	mu     sync.RWMutex
-	local  map[string]struct{} // sessions subscribed on this instance
 	shards []*redisShard
 
 	ctx     context.Context
@@ -107,17 +105,14 @@ type redisOutgoing struct {
 	envelope []byte // with history on: the bare payload (the script wraps it)
 }
 
-// NewRedis starts the broker's goroutines on conn: one publisher and one
-// subscriber per channel group. On a Cluster (conn.Sharded) it uses SPUBLISH
+// NewRedis builds the broker on conn; Start starts its goroutines: one
+// publisher and one subscriber per channel group. On a Cluster (conn.Sharded) it uses SPUBLISH
 // and SSUBSCRIBE on hash-tagged channels, otherwise PUBLISH and SUBSCRIBE over
 // one connection. Connections are made lazily, so NewRedis succeeds while
 // Redis is away. The broker does not close conn.
-func NewRedis(conn *redisconn.Conn, h Handler, o RedisOptions) (*Redis, error) {
+func NewRedis(conn *redisconn.Conn, o RedisOptions) (*Redis, error) {
 	if conn == nil {
 		return nil, errors.New("broker: redis: nil connection")
-	}
-	if h == nil {
-		return nil, errors.New("broker: redis: nil handler")
 	}
 	if o.Backlog <= 0 {
 		o.Backlog = DefaultRedisBacklog
@@ -137,7 +132,6 @@ func NewRedis(conn *redisconn.Conn, h Handler, o RedisOptions) (*Redis, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Redis{
-		handler:        h,
 		conn:           conn,
 		client:         conn.Client(),
 		log:            conn.Logger().With("component", "broker.redis"),
@@ -147,7 +141,6 @@ func NewRedis(conn *redisconn.Conn, h Handler, o RedisOptions) (*Redis, error) {
 		hist:           newRedisHistory(o.History),
 		queue:          make(chan redisOutgoing, o.Backlog),
 		maxQueuedBytes: o.BacklogBytes,
-		local:          make(map[string]struct{}),
 		ctx:            ctx,
 		cancel:         cancel,
 	}
@@ -169,12 +162,21 @@ func NewRedis(conn *redisconn.Conn, h Handler, o RedisOptions) (*Redis, error) {
 		}
 		b.shards = append(b.shards, s)
 	}
+	return b, nil
+}
+
+// Start implements Broker.
+func (b *Redis) Start(h Handler) error {
+	if h == nil {
+		return errors.New("broker: redis: nil handler")
+	}
+	b.handler = h
 	b.wg.Add(1 + len(b.shards))
 	go b.publishLoop()
 	for _, s := range b.shards {
 		go s.run()
 	}
-	return b, nil
+	return nil
 }
 
 // Sharded reports whether the broker uses SPUBLISH/SSUBSCRIBE (Redis Cluster).
@@ -234,12 +236,7 @@ func (b *Redis) Publish(session string, payload []byte) error {
 		}
 		b.m.Dropped.WithLabelValues("publish", "redis_down").Inc()
 	}
-	b.mu.RLock()
-	_, ok := b.local[session]
-	b.mu.RUnlock()
-	if ok {
-		b.handler(session, 0, payload)
-	}
+	b.handler(session, 0, payload)
 	return nil
 }
 
@@ -279,9 +276,6 @@ func (b *Redis) Subscribe(session string) error {
 		return ErrClosed
 	}
 	s := b.shardOf(session)
-	b.mu.Lock()
-	b.local[session] = struct{}{}
-	b.mu.Unlock()
 	s.mu.Lock()
 	s.want[s.prefix+session] = session
 	s.mu.Unlock()
@@ -292,9 +286,6 @@ func (b *Redis) Subscribe(session string) error {
 // Unsubscribe implements Broker.
 func (b *Redis) Unsubscribe(session string) error {
 	s := b.shardOf(session)
-	b.mu.Lock()
-	delete(b.local, session)
-	b.mu.Unlock()
 	s.mu.Lock()
 	delete(s.want, s.prefix+session)
 	// Not live from now on, even if a quick Subscribe keeps the channel.
@@ -469,16 +460,12 @@ func (b *Redis) deliver(session, message string) {
 		b.m.received.WithLabelValues("own").Inc()
 		return
 	}
-	b.mu.RLock()
-	_, sub := b.local[session]
-	b.mu.RUnlock()
-	if !sub {
+	if !b.handler(session, seq, []byte(payload)) {
 		// Arrived between Unsubscribe and the UNSUBSCRIBE reaching Redis.
 		b.m.received.WithLabelValues("unsubscribed").Inc()
 		return
 	}
 	b.m.received.WithLabelValues("delivered").Inc()
-	b.handler(session, seq, []byte(payload))
 }
 
 // redisShard owns one subscriber connection and the channels of its group.
