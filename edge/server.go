@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,8 @@ import (
 	"github.com/wsedge/wsedge/edge/presence"
 	"github.com/wsedge/wsedge/internal/jointoken"
 )
+
+var _ gnet.EventHandler = (*Server)(nil)
 
 // Deps are the pieces the edge serves with; cmd/wsedge builds them.
 type Deps struct {
@@ -155,18 +156,6 @@ func (s *Server) Serve() error {
 // Ready is closed once the listener accepts connections.
 func (s *Server) Ready() <-chan struct{} { return s.booted }
 
-// Draining reports whether a graceful shutdown has begun.
-func (s *Server) Draining() bool { return s.draining.Load() }
-
-// BeginDrain turns /health/ to 503 and refuses new upgrades, leaving open
-// sockets alone, so that the load balancer stops routing here while work in
-// flight (chat turns) finishes. Shutdown does it too.
-func (s *Server) BeginDrain() {
-	if s.draining.CompareAndSwap(false, true) {
-		s.log.Info("draining: health 503, new upgrades refused", "connections", s.open.Load())
-	}
-}
-
 // OnBoot implements gnet.EventHandler.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.engine = eng
@@ -270,39 +259,6 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	return gnet.None
-}
-
-// Shutdown drains gracefully: /health/ answers 503, new upgrades are refused,
-// every socket gets a reconnect hint and a 1001 close, spread over
-// DrainSpread, and the engine stops when all are gone or at ctx's deadline
-// (and at DrainTimeout at the latest).
-func (s *Server) Shutdown(ctx context.Context) error {
-	if !s.shutting.CompareAndSwap(false, true) {
-		<-s.done
-		return nil
-	}
-	s.BeginDrain()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
-	defer cancel()
-	s.log.Info("closing sockets", "connections", s.open.Load(), "spread", s.cfg.DrainSpread)
-	s.drainSockets(ctx)
-	s.apiWG.Wait()
-	s.stopOnce.Do(func() { close(s.done) })
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer stopCancel()
-	var err error
-	select {
-	case <-s.booted:
-		err = s.engine.Stop(stopCtx)
-	default:
-	}
-	for _, ls := range s.allLoops() {
-		ls.stopped.Store(true)
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("edge stop: %w", err)
-	}
-	return nil
 }
 
 // gnetLogger routes gnet's own logs to slog.

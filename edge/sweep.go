@@ -1,12 +1,11 @@
 package edge
 
 import (
-	"context"
 	"time"
 
+	"github.com/gobwas/ws"
+
 	"github.com/wsedge/wsedge/edge/wsframe"
-	"github.com/wsedge/wsedge/internal/backoff"
-	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // sweeper asks every loop, once per SweepInterval, to check its sockets'
@@ -105,7 +104,7 @@ func (ls *loopState) sweep() {
 	s.metrics.flush(&ls.stats)
 }
 
-var pingFrame = wsframe.AppendFrame(nil, 0x9, nil)
+var pingFrame = wsframe.AppendFrame(nil, ws.OpPing, nil)
 
 // writeStalled tracks whether c's socket has taken no bytes for WriteTimeout.
 func (ls *loopState) writeStalled(c *conn, now int64) bool {
@@ -120,53 +119,4 @@ func (ls *loopState) writeStalled(c *conn, now int64) bool {
 	}
 	c.lastOut = ob
 	return now-c.stallSince > int64(ls.srv.cfg.WriteTimeout)
-}
-
-// drainSockets sends every WebSocket a reconnect hint and a 1001 close, in
-// batches spread over DrainSpread, then waits for sockets to go (or ctx).
-func (s *Server) drainSockets(ctx context.Context) {
-	steps := 10
-	if s.cfg.DrainSpread <= 0 || s.wsOpen.Load() == 0 {
-		steps = 1
-	}
-	for i := 0; i < steps; i++ {
-		last := i == steps-1
-		for _, ls := range s.allLoops() {
-			ls.run(func() { ls.closeBatch(i, steps, last) })
-		}
-		if !last {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(s.cfg.DrainSpread / time.Duration(steps)):
-			}
-		}
-	}
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for s.wsOpen.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// closeBatch closes the step-th share of the loop's WebSockets (all that are
-// left on the last step).
-func (ls *loopState) closeBatch(step, steps int, last bool) {
-	s := ls.srv
-	var batch []*conn
-	for _, c := range ls.conns {
-		if c.state == stWS && (last || int(c.idx)%steps == step) {
-			batch = append(batch, c)
-		}
-	}
-	for _, c := range batch {
-		after := backoff.Spread(0, s.cfg.ReconnectJitter).Milliseconds()
-		c.send(wsframe.Text(wire.Reconnect(after)))
-		c.closeWS(wsframe.CloseGoingAway, "server shutting down", false)
-	}
-	ls.flush()
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 )
 
+var _ History = (*memHistory)(nil)
+
 // NewMemoryHistory returns a single-instance broker that keeps the last
 // o.Size messages of every session (see HistoryOptions) and numbers them.
 // A session's ring lives while it has subscribers and for o.TTL after its

@@ -55,7 +55,7 @@ func newClient(t testing.TB, addrs []string) rueidis.Client {
 }
 
 // openConn opens the connection a store named name runs on; its lost
-// connections trigger the store's Recheck, as in cmd/wsedge.
+// connections trigger the store's recheck, as in cmd/wsedge.
 func openConn(t testing.TB, be backend, name string) *redisconn.Conn {
 	t.Helper()
 	c, err := redisconn.Open(context.Background(), redisconn.Options{
