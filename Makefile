@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 TIMEOUT ?= 20m
 
-.PHONY: run build test test-go test-ops test-k8s k8s-tools image deps lint vet fmt-check staticcheck fuzz bench clean
+.PHONY: run build test test-go test-ops test-k8s k8s-tools image deps lint vet fmt-check staticcheck tidy-check fuzz bench clean
 
 # Build identity, linked into the binaries (wsedge version, wsedge_build_info);
 # outside a git checkout they read "dev" and "unknown".
@@ -74,7 +74,7 @@ image:
 deps:
 	@bash .ci/deps
 
-lint: fmt-check vet staticcheck
+lint: fmt-check vet staticcheck tidy-check
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -85,6 +85,11 @@ vet:
 
 staticcheck:
 	$(GO) tool staticcheck $(PKGS)
+
+# go.mod and go.sum must be what `go mod tidy` writes (direct dependencies
+# without "// indirect"); -diff prints the change instead of making it.
+tidy-check:
+	$(GO) mod tidy -diff
 
 ## fuzz: run every fuzz target for FUZZTIME each (seed corpora run in `make test`).
 FUZZTIME ?= 30s

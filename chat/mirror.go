@@ -2,6 +2,8 @@ package chat
 
 import (
 	"encoding/json"
+
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // Mirroring: listeners of /ws/session/<thread_id>/ (a human agent watching)
@@ -19,19 +21,11 @@ import (
 // turn instead of one per token keeps the broker's load independent of
 // answer length, and a watcher still sees every turn as it completes.
 
-type sessionMessage struct {
-	Type       string          `json:"type"`
-	UserType   string          `json:"user_type"`
-	ClientType string          `json:"client_type"`
-	Msg        *string         `json:"msg"`
-	Data       json.RawMessage `json:"data"`
-}
-
 func (s *Service) publish(t *turn, userType string, msg *string, data json.RawMessage) {
 	if s.mirror == nil {
 		return
 	}
-	b, err := json.Marshal(sessionMessage{Type: "session_message", UserType: userType, ClientType: "chat", Msg: msg, Data: data})
+	b, err := wire.ChatMirror(userType, msg, data)
 	if err != nil {
 		return
 	}

@@ -39,7 +39,8 @@ type Mirror interface {
 	Mirror(threadID string, payload []byte)
 }
 
-// Config tunes the service. Zero values take the defaults in brackets.
+// Config tunes the service. Zero values take the defaults in brackets
+// (Defaults).
 type Config struct {
 	// Workers is how many turns stream at once [256]; Queue how many more
 	// accepted turns may wait for a worker [256]. Beyond both: busy.
@@ -80,7 +81,7 @@ type Config struct {
 	// StoreTimeout bounds each history read or write [5s].
 	StoreTimeout time.Duration
 	// Rewrites is MAXIMUM_GUARDRAIL_REWRITES: how many times an answer
-	// blocked by the guardrail is regenerated [2].
+	// blocked by the guardrail is regenerated [2; 0 is kept: no rewrite].
 	Rewrites int
 	// SystemPrompt is sent with every chat turn.
 	SystemPrompt string
@@ -88,43 +89,68 @@ type Config struct {
 	BlockedAnswer string
 }
 
+// Defaults is the configuration every zero field of a Config takes; the
+// settings of cmd/wsedge start from it too.
+func Defaults() Config {
+	return Config{
+		Workers:         256,
+		Queue:           256,
+		TurnTimeout:     2 * time.Minute,
+		HistoryMessages: 20,
+		HistoryChars:    24000,
+		MaxMessageChars: 4000,
+		MaxDataBytes:    16 << 10,
+		MaxAnswerChars:  16000,
+		TurnRate:        20,
+		TurnBurst:       5,
+		HistoryLimit:    1000,
+		HistoryBytes:    256 << 10,
+		SummaryMessages: 200,
+		SummaryChars:    32000,
+		StoreTimeout:    5 * time.Second,
+		Rewrites:        2,
+		SystemPrompt: "You are a helpful customer support assistant. Answer briefly and clearly. " +
+			"If the user asks for a human or you cannot help, call the " + model.EscalationTool + " tool.",
+		BlockedAnswer: "Sorry, I can't help with that request.",
+	}
+}
+
 func (c *Config) defaults() {
+	d := Defaults()
 	def := func(v *int, d int) {
 		if *v <= 0 {
 			*v = d
 		}
 	}
-	def(&c.Workers, 256)
-	def(&c.Queue, 256)
-	def(&c.HistoryMessages, 20)
-	def(&c.HistoryChars, 24000)
-	def(&c.MaxMessageChars, 4000)
+	def(&c.Workers, d.Workers)
+	def(&c.Queue, d.Queue)
+	def(&c.HistoryMessages, d.HistoryMessages)
+	def(&c.HistoryChars, d.HistoryChars)
+	def(&c.MaxMessageChars, d.MaxMessageChars)
 	c.MaxMessageChars = min(c.MaxMessageChars, c.HistoryChars)
-	def(&c.MaxAnswerChars, 16000)
-	def(&c.MaxDataBytes, 16<<10)
-	def(&c.TurnBurst, 5)
+	def(&c.MaxAnswerChars, d.MaxAnswerChars)
+	def(&c.MaxDataBytes, d.MaxDataBytes)
+	def(&c.TurnBurst, d.TurnBurst)
 	if c.TurnRate <= 0 {
-		c.TurnRate = 20
+		c.TurnRate = d.TurnRate
 	}
-	def(&c.HistoryLimit, 1000)
-	def(&c.HistoryBytes, 256<<10)
-	def(&c.SummaryMessages, 200)
-	def(&c.SummaryChars, 32000)
-	if c.Rewrites < 0 {
-		c.Rewrites = 0
-	}
+	def(&c.HistoryLimit, d.HistoryLimit)
+	def(&c.HistoryBytes, d.HistoryBytes)
+	def(&c.SummaryMessages, d.SummaryMessages)
+	def(&c.SummaryChars, d.SummaryChars)
+	// Zero rewrites is a setting, not an unset field.
+	c.Rewrites = max(c.Rewrites, 0)
 	if c.TurnTimeout <= 0 {
-		c.TurnTimeout = 2 * time.Minute
+		c.TurnTimeout = d.TurnTimeout
 	}
 	if c.StoreTimeout <= 0 {
-		c.StoreTimeout = 5 * time.Second
+		c.StoreTimeout = d.StoreTimeout
 	}
 	if c.SystemPrompt == "" {
-		c.SystemPrompt = "You are a helpful customer support assistant. Answer briefly and clearly. " +
-			"If the user asks for a human or you cannot help, call the " + model.EscalationTool + " tool."
+		c.SystemPrompt = d.SystemPrompt
 	}
 	if c.BlockedAnswer == "" {
-		c.BlockedAnswer = "Sorry, I can't help with that request."
+		c.BlockedAnswer = d.BlockedAnswer
 	}
 }
 

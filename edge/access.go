@@ -278,7 +278,7 @@ func (s *Server) refresh(c *conn, tok string) {
 		claims.SIDs = nil
 	}
 	c.acc.claims, c.acc.expiredAt = claims, 0
-	c.send(wsframe.Text([]byte(`{"type":"refreshed","exp":` + strconv.FormatInt(claims.Expires.Unix(), 10) + `}`)))
+	c.send(wsframe.Text(wire.Refreshed(claims.Expires.Unix())))
 }
 
 // sweepToken runs from the sweeper: a socket (session, or chat opened under
@@ -289,7 +289,7 @@ func (s *Server) sweepToken(c *conn, now int64) {
 	switch {
 	case c.acc.expiredAt == 0 && now >= cl.Expires.UnixNano():
 		c.acc.expiredAt = now
-		c.send(wsframe.Text([]byte(`{"type":"token_expired"}`)))
+		c.send(wsframe.Text(wire.TokenExpired()))
 	case c.acc.expiredAt != 0 && now-c.acc.expiredAt >= int64(s.cfg.TokenExpiryGrace):
 		s.metrics.rejected.WithLabelValues(reasonTokenExpiredWS).Inc()
 		c.closeWS(closeTokenExpired, "token expired", false)

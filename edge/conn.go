@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/rand"
 	"encoding/hex"
 	"time"
 
@@ -100,7 +101,7 @@ type conn struct {
 
 func newConnID() string {
 	var b [16]byte
-	randRead(b[:])
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand panics instead)
 	return hex.EncodeToString(b[:])
 }
 

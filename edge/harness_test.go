@@ -42,7 +42,7 @@ func startServer(t testing.TB, mutate func(*Config)) *testServer {
 }
 
 // startServerWith also takes the optional parts of Deps (API, OpenChat,
-// Logger, and Hub with its Broker and History).
+// Logger, and Broker with its History).
 func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer {
 	t.Helper()
 	cfg := Defaults()
@@ -55,13 +55,9 @@ func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	hub := extra.Hub
-	if hub == nil {
-		hub = NewHub()
-	}
 	brk := extra.Broker
 	if brk == nil {
-		brk = broker.NewMemory(hub.Deliver)
+		brk = broker.NewMemory()
 	}
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -69,7 +65,7 @@ func startServerWith(t testing.TB, mutate func(*Config), extra Deps) *testServer
 		log = extra.Logger
 	}
 	srv, err := New(cfg, Deps{
-		Hub: hub, Broker: brk, Presence: presence.NewMemory(), History: extra.History,
+		Broker: brk, Presence: presence.NewMemory(), History: extra.History,
 		Logger: log, Registry: reg, API: extra.API, OpenChat: extra.OpenChat, Tokens: extra.Tokens,
 	})
 	if err != nil {

@@ -6,14 +6,17 @@ import (
 
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/wsframe"
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
-// Hub knows which event loops hold members of each session on this instance
-// and hands broadcasts to them. The broker calls Deliver; event loops call
-// add/remove when their first member of a session joins or last one leaves,
-// and the hub subscribes to or unsubscribes from the broker on the instance's
-// first and last member.
-type Hub struct {
+// hub knows which event loops hold members of each session on this instance
+// and hands broadcasts to them. It is the one owner of "does this instance
+// have members of the session": the broker asks it through deliver (its
+// Handler) and keeps no set of its own. Event loops call add/remove when
+// their first member of a session joins or last one leaves, and the hub
+// subscribes to or unsubscribes from the broker on the instance's first and
+// last member.
+type hub struct {
 	mu       sync.RWMutex
 	sessions map[string]*hubSession
 	broker   broker.Broker
@@ -23,42 +26,44 @@ type hubSession struct {
 	loops []*loopState // loops with at least one member, each once
 }
 
-// NewHub returns an empty hub. Connect the broker with SetBroker before
-// serving.
-func NewHub() *Hub { return &Hub{sessions: make(map[string]*hubSession)} }
+// newHub returns an empty hub and starts b with the hub as its Handler.
+func newHub(b broker.Broker) (*hub, error) {
+	h := &hub{sessions: make(map[string]*hubSession), broker: b}
+	if err := b.Start(h.deliver); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
 
-// SetBroker sets the broker used for subscriptions. The broker's Handler must
-// be h.Deliver.
-func (h *Hub) SetBroker(b broker.Broker) { h.broker = b }
-
-// Deliver is the broker.Handler: it frames payload once (with "seq" when
+// deliver is the broker.Handler: it frames payload once (with "seq" when
 // history is on) and posts it to every loop with members of session. It
-// never blocks.
-func (h *Hub) Deliver(session string, seq uint64, payload []byte) {
+// never blocks, and reports false when no loop has a member.
+func (h *hub) deliver(session string, seq uint64, payload []byte) bool {
 	h.mu.RLock()
 	s := h.sessions[session]
 	if s == nil {
 		h.mu.RUnlock()
-		return
+		return false
 	}
 	loops := s.loops
 	h.mu.RUnlock()
-	frame := wsframe.Text(appendSeq(payload, seq))
+	frame := wsframe.Text(wire.AppendSeq(payload, seq))
 	at := time.Now().UnixNano()
 	for _, ls := range loops {
 		ls.post(mail{session: session, seq: seq, frame: frame, at: at})
 	}
+	return true
 }
 
 // Len is the number of sessions with members on this instance.
-func (h *Hub) Len() int {
+func (h *hub) Len() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return len(h.sessions)
 }
 
 // add records that ls has a member of session.
-func (h *Hub) add(session string, ls *loopState) (err error) {
+func (h *hub) add(session string, ls *loopState) (err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := h.sessions[session]
@@ -69,7 +74,7 @@ func (h *Hub) add(session string, ls *loopState) (err error) {
 		// deliver locally at publish); the caller logs it.
 		err = h.broker.Subscribe(session)
 	}
-	// Copy on write: Deliver reads loops without the lock held.
+	// Copy on write: deliver reads loops without the lock held.
 	loops := make([]*loopState, 0, len(s.loops)+1)
 	loops = append(loops, s.loops...)
 	s.loops = append(loops, ls)
@@ -77,7 +82,7 @@ func (h *Hub) add(session string, ls *loopState) (err error) {
 }
 
 // remove records that ls has no member of session left.
-func (h *Hub) remove(session string, ls *loopState) {
+func (h *hub) remove(session string, ls *loopState) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := h.sessions[session]

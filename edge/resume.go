@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/wsframe"
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // Session history and lossless resume (PROTOCOL.md §1.7), when the broker
@@ -99,54 +99,6 @@ func newHistoryMetrics(reg prometheus.Registerer) *historyMetrics {
 		m.resumes.WithLabelValues(r)
 	}
 	return m
-}
-
-// appendSeq returns payload (a JSON object) with "seq" as its last member.
-// seq 0 (history off) leaves payload as it is, byte for byte.
-func appendSeq(payload []byte, seq uint64) []byte {
-	n := len(payload)
-	if seq == 0 || n < 2 || payload[n-1] != '}' {
-		return payload
-	}
-	out := make([]byte, 0, n+28)
-	out = append(out, payload[:n-1]...)
-	if n > 2 || payload[0] != '{' {
-		out = append(out, ',')
-	}
-	out = append(out, `"seq":`...)
-	out = strconv.AppendUint(out, seq, 10)
-	return append(out, '}')
-}
-
-// connectedFrame is the session's first frame; epoch is added with history on.
-func connectedFrame(session, id, epoch string, withEpoch bool) []byte {
-	b := make([]byte, 0, 128)
-	b = append(b, `{"type":"connected","session_id":"`...)
-	b = append(b, session...)
-	b = append(b, `","connection_id":"`...)
-	b = append(b, id...)
-	b = append(b, `","user_type_required":true`...)
-	if withEpoch {
-		b = append(b, `,"epoch":`...)
-		e, _ := json.Marshal(epoch)
-		b = append(b, e...)
-	}
-	return append(b, '}')
-}
-
-func recoveryFailedFrame(reason, epoch string, last uint64, known bool) []byte {
-	b := make([]byte, 0, 96)
-	b = append(b, `{"type":"recovery_failed","reason":"`...)
-	b = append(b, reason...)
-	b = append(b, '"')
-	if known {
-		b = append(b, `,"epoch":`...)
-		e, _ := json.Marshal(epoch)
-		b = append(b, e...)
-		b = append(b, `,"seq":`...)
-		b = strconv.AppendUint(b, last, 10)
-	}
-	return wsframe.Text(append(b, '}'))
 }
 
 // parseResume reads "since" and "epoch" of a hello. ok is false when they
@@ -283,14 +235,14 @@ func (ls *loopState) onHistory(c *conn, rs *resumeState, rep broker.Replay, err 
 		} else {
 			ls.endResume(c)
 		}
-		c.send(wsframe.Text(connectedFrame(c.session, c.id, rep.Epoch, err == nil)))
+		c.send(wsframe.Text(wire.Connected(c.session, c.id, rep.Epoch, err == nil)))
 		// Input that arrived meanwhile waits in gnet's buffer.
 		_ = c.gc.Wake(nil)
 		return
 	}
 	if err != nil {
 		s.hmetrics.resumes.WithLabelValues("unavailable").Inc()
-		c.send(recoveryFailedFrame("unavailable", "", 0, false))
+		c.send(wsframe.Text(wire.RecoveryFailed("unavailable", "", 0, false)))
 		for _, m := range rs.buf {
 			c.send(m.frame)
 		}
@@ -309,7 +261,7 @@ func (ls *loopState) onHistory(c *conn, rs *resumeState, rep broker.Replay, err 
 	if reason != "" {
 		rs.counted = true
 		s.hmetrics.resumes.WithLabelValues(reason).Inc()
-		c.send(recoveryFailedFrame(reason, rep.Epoch, rep.Last, true))
+		c.send(wsframe.Text(wire.RecoveryFailed(reason, rep.Epoch, rep.Last, true)))
 		rs.epoch, rs.last = rep.Epoch, rep.Last
 	} else {
 		if !rs.counted {
@@ -320,7 +272,7 @@ func (ls *loopState) onHistory(c *conn, rs *resumeState, rep broker.Replay, err 
 			if e.Seq <= rs.last {
 				continue
 			}
-			if c.send(wsframe.Text(appendSeq(e.Payload, e.Seq))) {
+			if c.send(wsframe.Text(wire.AppendSeq(e.Payload, e.Seq))) {
 				s.hmetrics.replayed.Inc()
 			}
 			rs.last = e.Seq

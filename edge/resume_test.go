@@ -12,6 +12,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/wsedge/wsedge/edge/broker"
+	"github.com/wsedge/wsedge/internal/redisconn"
 	"github.com/wsedge/wsedge/internal/testenv"
 )
 
@@ -41,10 +42,9 @@ func historyEnvs(t *testing.T) []func(t *testing.T) histEnv {
 }
 
 func memoryHistEnv(t *testing.T) histEnv {
-	hub := NewHub()
-	b := broker.NewMemoryHistory(hub.Deliver, broker.HistoryOptions{Size: testHistorySize, TTL: time.Minute})
+	b := broker.NewMemoryHistory(broker.HistoryOptions{Size: testHistorySize, TTL: time.Minute})
 	t.Cleanup(func() { _ = b.Close() })
-	ts := startServerWith(t, nil, Deps{Hub: hub, Broker: b, History: b.History()})
+	ts := startServerWith(t, nil, Deps{Broker: b, History: b.History()})
 	return histEnv{name: "memory", servers: []*testServer{ts}}
 }
 
@@ -52,22 +52,26 @@ func redisHistEnv(t *testing.T, name string, addrs []string, sharded bool) histE
 	env := histEnv{name: name}
 	var clients []rueidis.Client
 	for i := range 2 {
-		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, DisableCache: true})
+		mode := redisconn.Standalone
+		if sharded {
+			mode = redisconn.Cluster
+		}
+		conn, err := redisconn.Open(context.Background(), redisconn.Options{
+			Client: rueidis.ClientOption{InitAddress: addrs, DisableCache: true}, Mode: mode, Instance: fmt.Sprintf("i%d", i),
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(c.Close)
-		clients = append(clients, c)
-		hub := NewHub()
-		b, err := broker.NewRedis(hub.Deliver, broker.RedisOptions{
-			Client: c, Instance: fmt.Sprintf("i%d", i), Sharded: sharded,
+		t.Cleanup(conn.Close)
+		clients = append(clients, conn.Client())
+		b, err := broker.NewRedis(conn, broker.RedisOptions{
 			History: broker.HistoryOptions{Size: testHistorySize, TTL: time.Minute},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = b.Close() })
-		env.servers = append(env.servers, startServerWith(t, nil, Deps{Hub: hub, Broker: b, History: b.History()}))
+		env.servers = append(env.servers, startServerWith(t, nil, Deps{Broker: b, History: b.History()}))
 	}
 	env.flush = func(t *testing.T) {
 		for _, n := range clients[0].Nodes() {
@@ -422,25 +426,6 @@ func TestHistoryFrameBytes(t *testing.T) {
 	}
 }
 
-func TestAppendSeq(t *testing.T) {
-	tests := []struct {
-		in   string
-		seq  uint64
-		want string
-	}{
-		{`{"a":1}`, 0, `{"a":1}`},
-		{`{"a":1}`, 7, `{"a":1,"seq":7}`},
-		{`{}`, 3, `{"seq":3}`},
-		{`[1]`, 3, `[1]`},
-		{``, 3, ``},
-	}
-	for _, tt := range tests {
-		if got := string(appendSeq([]byte(tt.in), tt.seq)); got != tt.want {
-			t.Fatalf("appendSeq(%s, %d) = %s, want %s", tt.in, tt.seq, got, tt.want)
-		}
-	}
-}
-
 // gatedHistory holds the connect-time read of one session until released,
 // so that a test can act while a socket waits for its connected frame.
 type gatedHistory struct {
@@ -465,15 +450,14 @@ func (g gatedHistory) Since(ctx context.Context, session string, since uint64) (
 // then its message; one that floods is closed 1009; a well-behaved client on
 // the same event loop is served meanwhile.
 func TestHistoryInputBeforeConnected(t *testing.T) {
-	hub := NewHub()
-	b := broker.NewMemoryHistory(hub.Deliver, broker.HistoryOptions{Size: 16})
+	b := broker.NewMemoryHistory(broker.HistoryOptions{Size: 16})
 	t.Cleanup(func() { _ = b.Close() })
 	g := gatedHistory{History: b.History(), session: "slow", gate: make(chan struct{})}
 	ts := startServerWith(t, func(c *Config) {
 		c.EventLoops = 1
 		c.MaxMessageSize = 4096
 		c.HistoryTimeout = 10 * time.Second
-	}, Deps{Hub: hub, Broker: b, History: g})
+	}, Deps{Broker: b, History: g})
 
 	pipelined := ts.dial(t, "/ws/session/slow/", nil)
 	pipelined.hello("u", "web")
@@ -507,6 +491,15 @@ func TestHistoryInputBeforeConnected(t *testing.T) {
 
 // delayed hands messages to h after a fixed delay, in order, like a pub/sub
 // hop that is slower than the history read.
+// delayedBroker hands its handler every message d late.
+type delayedBroker struct {
+	broker.Broker
+	t *testing.T
+	d time.Duration
+}
+
+func (b delayedBroker) Start(h broker.Handler) error { return b.Broker.Start(delayed(b.t, h, b.d)) }
+
 func delayed(t *testing.T, h broker.Handler, d time.Duration) broker.Handler {
 	type item struct {
 		at      time.Time
@@ -528,16 +521,18 @@ func delayed(t *testing.T, h broker.Handler, d time.Duration) broker.Handler {
 			}
 		}
 	}()
-	return func(session string, seq uint64, p []byte) { ch <- item{time.Now().Add(d), session, seq, p} }
+	return func(session string, seq uint64, p []byte) bool {
+		ch <- item{time.Now().Add(d), session, seq, p}
+		return true
+	}
 }
 
 // The replay's answer can overtake the live delivery of the messages it
 // contains: those arrive afterwards and must not be sent twice.
 func TestResumeReadOvertakesLive(t *testing.T) {
-	hub := NewHub()
-	b := broker.NewMemoryHistory(delayed(t, hub.Deliver, 100*time.Millisecond), broker.HistoryOptions{Size: 64})
+	b := broker.NewMemoryHistory(broker.HistoryOptions{Size: 64})
 	t.Cleanup(func() { _ = b.Close() })
-	ts := startServerWith(t, nil, Deps{Hub: hub, Broker: b, History: b.History()})
+	ts := startServerWith(t, nil, Deps{Broker: delayedBroker{Broker: b, t: t, d: 100 * time.Millisecond}, History: b.History()})
 	sender, epoch := connectHist(t, ts, "overtake")
 	member(t, sender, -1, "")
 	joined(t, sender)

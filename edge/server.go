@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,9 +17,12 @@ import (
 	"github.com/wsedge/wsedge/internal/jointoken"
 )
 
+var _ gnet.EventHandler = (*Server)(nil)
+
 // Deps are the pieces the edge serves with; cmd/wsedge builds them.
 type Deps struct {
-	Hub      *Hub
+	// Broker carries broadcasts; New starts it with the server's hub as its
+	// Handler.
 	Broker   broker.Broker
 	Presence presence.Store
 	// OpenChat serves /ws/chat/; nil answers 404.
@@ -44,7 +46,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	refusals *refusalLog
-	hub      *Hub
+	hub      *hub
 	presence presence.Store
 	broker   broker.Broker
 	openChat OpenChat
@@ -82,8 +84,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("edge config: %w", err)
 	}
-	if d.Hub == nil || d.Broker == nil || d.Presence == nil || d.Logger == nil || d.Registry == nil {
-		return nil, errors.New("edge: hub, broker, presence, logger and registry are required")
+	if d.Broker == nil || d.Presence == nil || d.Logger == nil || d.Registry == nil {
+		return nil, errors.New("edge: broker, presence, logger and registry are required")
 	}
 	var files *console.Files
 	if cfg.Console {
@@ -92,10 +94,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 	}
-	d.Hub.SetBroker(d.Broker)
 	// Registered with history off too: every documented counter has a
 	// series from the start (at zero).
 	hm := newHistoryMetrics(d.Registry)
+	h, err := newHub(d.Broker)
+	if err != nil {
+		return nil, fmt.Errorf("edge: start broker: %w", err)
+	}
 	var hq chan historyJob
 	if d.History != nil {
 		hq = make(chan historyJob, cfg.HistoryBacklog)
@@ -109,7 +114,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		log:         d.Logger,
 		metrics:     newMetrics(d.Registry),
 		refusals:    newRefusalLog(d.Logger, refusalLogBurst, time.Second),
-		hub:         d.Hub,
+		hub:         h,
 		presence:    d.Presence,
 		broker:      d.Broker,
 		openChat:    d.OpenChat,
@@ -154,20 +159,6 @@ func (s *Server) Serve() error {
 
 // Ready is closed once the listener accepts connections.
 func (s *Server) Ready() <-chan struct{} { return s.booted }
-
-// Draining reports whether a graceful shutdown or an admin drain has begun.
-func (s *Server) Draining() bool { return s.draining.Load() }
-
-// BeginDrain turns /health/ to 503 and refuses new upgrades, leaving open
-// sockets alone, so that the load balancer stops routing here while work in
-// flight (chat turns) finishes. Shutdown does it too. From here on the mark
-// stays: DELETE /admin/drain cannot lift it.
-func (s *Server) BeginDrain() {
-	s.shed.terminate(false)
-	if s.draining.CompareAndSwap(false, true) {
-		s.log.Info("draining: health 503, new upgrades refused", "connections", s.open.Load())
-	}
-}
 
 // OnBoot implements gnet.EventHandler.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
@@ -272,39 +263,6 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	return gnet.None
-}
-
-// Shutdown drains gracefully: /health/ answers 503, new upgrades are refused,
-// every socket gets a reconnect hint and a 1001 close, spread over
-// DrainSpread, and the engine stops when all are gone or at ctx's deadline
-// (and at DrainTimeout at the latest).
-func (s *Server) Shutdown(ctx context.Context) error {
-	if !s.shutting.CompareAndSwap(false, true) {
-		<-s.done
-		return nil
-	}
-	s.BeginDrain()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
-	defer cancel()
-	s.log.Info("closing sockets", "connections", s.open.Load(), "spread", s.cfg.DrainSpread)
-	s.drainSockets(ctx)
-	s.apiWG.Wait()
-	s.stopOnce.Do(func() { close(s.done) })
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer stopCancel()
-	var err error
-	select {
-	case <-s.booted:
-		err = s.engine.Stop(stopCtx)
-	default:
-	}
-	for _, ls := range s.allLoops() {
-		ls.stopped.Store(true)
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("edge stop: %w", err)
-	}
-	return nil
 }
 
 // gnetLogger routes gnet's own logs to slog.

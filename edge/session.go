@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -103,11 +102,7 @@ func (s *Server) onSessionMessage(c *conn, op ws.OpCode, msg []byte) {
 		if s.onRefresh(c, m, msg) {
 			return
 		}
-		out := make([]byte, 0, len(msg)+24)
-		out = append(out, `{"type":"echo","data":`...)
-		out = append(out, bytes.TrimSpace(msg)...)
-		out = append(out, '}')
-		c.send(wsframe.Text(out))
+		c.send(wsframe.Text(wire.AppendEcho(make([]byte, 0, len(msg)+24), msg)))
 	}
 }
 
@@ -194,23 +189,8 @@ func (s *Server) broadcast(c *conn, m clientMessage) {
 	if !s.allowBroadcast(c) {
 		return
 	}
-	msg, data := m.Msg, m.Data
-	if len(msg) == 0 {
-		msg = json.RawMessage("null")
-	}
-	if len(data) == 0 {
-		data = json.RawMessage("null")
-	}
-	payload := make([]byte, 0, 80+len(c.userType)+len(c.clientType)+len(msg)+len(data))
-	payload = append(payload, `{"type":"session_message","user_type":`...)
-	payload = append(payload, c.userType...)
-	payload = append(payload, `,"client_type":`...)
-	payload = append(payload, c.clientType...)
-	payload = append(payload, `,"msg":`...)
-	payload = append(payload, msg...)
-	payload = append(payload, `,"data":`...)
-	payload = append(payload, data...)
-	payload = append(payload, '}')
+	ut, ct := []byte(c.userType), []byte(c.clientType)
+	payload := wire.AppendSessionMessage(make([]byte, 0, wire.SessionMessageLen(ut, ct, m.Msg, m.Data)), ut, ct, m.Msg, m.Data)
 	if err := s.broker.Publish(c.session, payload); err != nil {
 		s.metrics.broadcastFails.Inc()
 		msg := "broadcast could not be sent; try again"
@@ -236,55 +216,12 @@ func presenceLimit(raw json.RawMessage, max int) (int, bool) {
 	return int(min(n, float64(max))), true
 }
 
-// presenceFrame builds the presence frame of PROTOCOL.md §1. The members
-// array is the bulk of a large answer, so it is appended without reflection.
-// count is always the whole session; members holds at most limit of them,
-// by_type at most limit client types, and the payload stays within budget
-// bytes; when anything is left out, "truncated" is true. buf is reused when
-// large enough; the frame and the whole buffer (for reuse) are returned.
+// presenceFrame builds the presence frame (wire.AppendPresence) in place,
+// with the payload and its frame header within budget bytes. buf is reused
+// when large enough; the frame and the whole buffer (for reuse) are returned.
 func presenceFrame(buf []byte, session string, members []presence.Member, limit, budget int) (frame, full []byte) {
-	truncated := false
-	byType := map[string]int{}
-	for _, m := range members {
-		if _, seen := byType[m.ClientType]; seen || len(byType) < limit {
-			byType[m.ClientType]++
-		} else {
-			truncated = true
-		}
-	}
-	bt, _ := json.Marshal(byType)
 	b := append(buf[:0], make([]byte, wsframe.Headroom)...)
-	b = append(b, `{"type":"presence","session_id":"`...)
-	b = append(b, session...) // ids.Valid: no character needs escaping
-	b = append(b, `","count":`...)
-	b = strconv.AppendInt(b, int64(len(members)), 10)
-	b = append(b, `,"by_type":`...)
-	if len(b)+len(bt) > budget/2 {
-		// Only types longer than the edge allows (written to a shared
-		// store by something else) get here.
-		bt, truncated = []byte("{}"), true
-	}
-	b = append(b, bt...)
-	b = append(b, `,"members":[`...)
-	const tail = len(`],"truncated":false}`)
-	for i := range members {
-		if i == limit {
-			truncated = true
-			break
-		}
-		mark := len(b)
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = presence.AppendMemberJSON(b, &members[i])
-		if len(b)+tail > budget {
-			b, truncated = b[:mark], true
-			break
-		}
-	}
-	b = append(b, `],"truncated":`...)
-	b = strconv.AppendBool(b, truncated)
-	b = append(b, '}')
+	b = wire.AppendPresence(b, session, members, limit, budget)
 	return wsframe.TextInPlace(b), b
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"math"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsedge/wsedge/edge/wsframe"
+	"github.com/wsedge/wsedge/internal/backoff"
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // Shedding closes open WebSockets with a jittered reconnect hint and close
@@ -411,8 +412,8 @@ func (s *Server) shedStep(p *loopShed, upTo int, everything bool, job *shedJob) 
 
 // shedConn sends c a reconnect hint and closes it 1001.
 func (s *Server) shedConn(c *conn, job *shedJob) {
-	after := jitter(job.jitter).Milliseconds()
-	c.send(wsframe.Text([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(after, 10) + `}`)))
+	after := backoff.Spread(0, job.jitter).Milliseconds()
+	c.send(wsframe.Text(wire.Reconnect(after)))
 	c.closeWS(wsframe.CloseGoingAway, job.close, false)
 }
 

@@ -1,8 +1,9 @@
 package edge
 
 import (
-	"context"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/wsedge/wsedge/edge/wsframe"
 )
@@ -103,7 +104,7 @@ func (ls *loopState) sweep() {
 	s.metrics.flush(&ls.stats)
 }
 
-var pingFrame = wsframe.AppendFrame(nil, 0x9, nil)
+var pingFrame = wsframe.AppendFrame(nil, ws.OpPing, nil)
 
 // writeStalled tracks whether c's socket has taken no bytes for WriteTimeout.
 func (ls *loopState) writeStalled(c *conn, now int64) bool {
@@ -118,20 +119,4 @@ func (ls *loopState) writeStalled(c *conn, now int64) bool {
 	}
 	c.lastOut = ob
 	return now-c.stallSince > int64(ls.srv.cfg.WriteTimeout)
-}
-
-// drainSockets sends every WebSocket a reconnect hint and a 1001 close, in
-// steps spread over DrainSpread (shed.go), then waits for sockets to go (or
-// ctx).
-func (s *Server) drainSockets(ctx context.Context) {
-	s.closeAll(ctx, s.cfg.DrainSpread, s.cfg.ReconnectJitter, "server shutting down")
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for s.wsOpen.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

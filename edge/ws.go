@@ -11,6 +11,7 @@ import (
 	"github.com/wsedge/wsedge/edge/wsframe"
 	"github.com/wsedge/wsedge/internal/apikey"
 	"github.com/wsedge/wsedge/internal/ids"
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // upgrade validates a WebSocket request (route, session id, draining, Origin,
@@ -66,7 +67,7 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	case route == routeSession:
 		// The 101 and the connected frame leave in one write.
 		head := ls.out.Len()
-		out := wsframe.AppendFrame(ls.out.Bytes(), ws.OpText, connectedFrame(session, c.id, "", false))
+		out := wsframe.AppendFrame(ls.out.Bytes(), ws.OpText, wire.Connected(session, c.id, "", false))
 		_, _ = c.gc.Write(out)
 		c.ls.stats.framesOut++
 		c.ls.stats.bytesOut += uint64(len(out) - head)

@@ -44,8 +44,7 @@ type clientResult struct {
 func runEdge(m model.Model, turns int, ramp, timeout, first time.Duration) result {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	reg := prometheus.NewRegistry()
-	hub := edge.NewHub()
-	brk := broker.NewMemory(hub.Deliver)
+	brk := broker.NewMemory()
 	svc, err := chat.New(chat.Config{Workers: turns, Queue: turns, TurnTimeout: timeout}, m,
 		history.NewMemory(turns*2, 100), brokerMirror{brk}, logger, reg)
 	if err != nil {
@@ -61,7 +60,7 @@ func runEdge(m model.Model, turns int, ramp, timeout, first time.Duration) resul
 	cfg.Addr = addr
 	cfg.Debug = true
 	srv, err := edge.New(cfg, edge.Deps{
-		Hub: hub, Broker: brk, Presence: presence.NewMemory(),
+		Broker: brk, Presence: presence.NewMemory(),
 		OpenChat: func(id string, s edge.ChatSink) edge.ChatConn { return svc.Open(id, s) },
 		Logger:   logger, Registry: reg,
 	})

@@ -144,8 +144,7 @@ func measure(v variant, dur time.Duration, workers, idle, distinct int) (rate, h
 		cfg.MaxConnectionsPerIP = 1_000_000
 		cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP = 1e7, 1e7
 	}
-	hub := edge.NewHub()
-	deps.Hub, deps.Broker, deps.Presence = hub, broker.NewMemory(hub.Deliver), presence.NewMemory()
+	deps.Broker, deps.Presence = broker.NewMemory(), presence.NewMemory()
 	srv, err := edge.New(cfg, deps)
 	if err != nil {
 		return 0, 0, 0, err

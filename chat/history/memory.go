@@ -7,6 +7,8 @@ import (
 	"time"
 )
 
+var _ Store = (*Memory)(nil)
+
 // MemoryConfig caps the in-process store. Zero values take the defaults in
 // brackets.
 type MemoryConfig struct {

@@ -18,6 +18,8 @@ import (
 	"github.com/jackc/tern/v2/migrate"
 )
 
+var _ Store = (*Postgres)(nil)
+
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
@@ -76,7 +78,7 @@ func OpenPostgres(ctx context.Context, url string, pc PostgresConfig) (*Postgres
 	if pc.Log == nil {
 		pc.Log = slog.New(slog.DiscardHandler)
 	}
-	if err := Migrate(ctx, cfg.ConnConfig); err != nil {
+	if err := applyMigrations(ctx, cfg.ConnConfig); err != nil {
 		return nil, err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -157,8 +159,8 @@ func (p *Postgres) Sweep(ctx context.Context) (int64, error) {
 	return total, nil
 }
 
-// Migrate applies the embedded migrations over one dedicated connection.
-func Migrate(ctx context.Context, cc *pgx.ConnConfig) error {
+// applyMigrations applies the embedded migrations over one dedicated connection.
+func applyMigrations(ctx context.Context, cc *pgx.ConnConfig) error {
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("history: migrate: connect: %w", err)

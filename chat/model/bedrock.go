@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
 )
 
+var _ Model = (*Bedrock)(nil)
+
 // BedrockConfig configures the Bedrock model.
 type BedrockConfig struct {
 	// AWS is the SDK configuration (region, credentials, endpoint, CA bundle),

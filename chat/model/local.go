@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 )
 
+var _ Model = Local{}
+
 // Local is the embedded demo model used when no Bedrock model is configured.
 // It is deterministic: the same request always streams the same answer, which
 // says plainly that it is a local demo model and echoes the request, so the
@@ -18,10 +20,10 @@ type Local struct {
 	Delay time.Duration
 }
 
-// LocalEscalationTrigger makes the local model call the escalation tool when
+// localEscalationTrigger makes the local model call the escalation tool when
 // the user's message contains it (case-insensitive), to demonstrate
 // escalation without an LLM.
-const LocalEscalationTrigger = "human"
+const localEscalationTrigger = "human"
 
 // Name implements Model.
 func (Local) Name() string { return "local" }
@@ -85,7 +87,7 @@ func (Local) answer(req Request) (string, bool) {
 	if n := len(req.Messages) - 1; n > 0 {
 		fmt.Fprintf(&b, "This thread already has %d earlier messages, which I received as context. ", n)
 	}
-	escalate := req.Tools && strings.Contains(strings.ToLower(last), LocalEscalationTrigger)
+	escalate := req.Tools && strings.Contains(strings.ToLower(last), localEscalationTrigger)
 	if escalate {
 		b.WriteString("You asked for a human, so I am handing this conversation to a human agent.")
 	} else {

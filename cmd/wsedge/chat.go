@@ -61,37 +61,37 @@ func loadChatConfig(e env, secretKey string) (chatConfig, error) {
 	c.API.MaxBody, err = e.size(64<<10, 1<<10, 16<<20, "CHAT_API_MAX_BODY")
 	check(err)
 
-	s := &c.Service
-	s.Workers, err = e.integer(256, 1, 100000, "CHAT_WORKERS")
+	s, d := &c.Service, chat.Defaults()
+	s.Workers, err = e.integer(d.Workers, 1, 100000, "CHAT_WORKERS")
 	check(err)
-	s.Queue, err = e.integer(256, 1, 100000, "CHAT_QUEUE")
+	s.Queue, err = e.integer(d.Queue, 1, 100000, "CHAT_QUEUE")
 	check(err)
-	s.TurnTimeout, err = e.duration(2*time.Minute, time.Second, time.Hour, "CHAT_TURN_TIMEOUT")
+	s.TurnTimeout, err = e.duration(d.TurnTimeout, time.Second, time.Hour, "CHAT_TURN_TIMEOUT")
 	check(err)
-	s.HistoryMessages, err = e.integer(20, 1, 1000, "CHAT_HISTORY_MESSAGES")
+	s.HistoryMessages, err = e.integer(d.HistoryMessages, 1, 1000, "CHAT_HISTORY_MESSAGES")
 	check(err)
-	s.HistoryChars, err = e.integer(24000, 100, 1<<22, "CHAT_HISTORY_CHARS")
+	s.HistoryChars, err = e.integer(d.HistoryChars, 100, 1<<22, "CHAT_HISTORY_CHARS")
 	check(err)
-	s.Rewrites, err = e.integer(2, 0, 10, "MAXIMUM_GUARDRAIL_REWRITES")
+	s.Rewrites, err = e.integer(d.Rewrites, 0, 10, "MAXIMUM_GUARDRAIL_REWRITES")
 	check(err)
-	s.MaxMessageChars, err = e.integer(4000, 1, 1<<20, "CHAT_MAX_MESSAGE_CHARS")
+	s.MaxMessageChars, err = e.integer(d.MaxMessageChars, 1, 1<<20, "CHAT_MAX_MESSAGE_CHARS")
 	check(err)
 	if err == nil && s.MaxMessageChars > s.HistoryChars {
 		errs = append(errs, fmt.Errorf("CHAT_MAX_MESSAGE_CHARS=%d must not exceed CHAT_HISTORY_CHARS=%d: a new message must fit in what is sent to the model",
 			s.MaxMessageChars, s.HistoryChars))
 	}
-	s.MaxAnswerChars, err = e.integer(16000, 100, 1<<22, "CHAT_MAX_ANSWER_CHARS")
+	s.MaxAnswerChars, err = e.integer(d.MaxAnswerChars, 100, 1<<22, "CHAT_MAX_ANSWER_CHARS")
 	check(err)
-	s.MaxDataBytes, err = e.size(16<<10, 64, 1<<20, "CHAT_MAX_DATA_BYTES")
+	s.MaxDataBytes, err = e.size(d.MaxDataBytes, 64, 1<<20, "CHAT_MAX_DATA_BYTES")
 	check(err)
-	rate, err := e.integer(20, 1, 60000, "CHAT_TURN_RATE")
+	rate, err := e.integer(int(d.TurnRate), 1, 60000, "CHAT_TURN_RATE")
 	check(err)
 	s.TurnRate = float64(rate)
-	s.TurnBurst, err = e.integer(5, 1, 1000, "CHAT_TURN_BURST")
+	s.TurnBurst, err = e.integer(d.TurnBurst, 1, 1000, "CHAT_TURN_BURST")
 	check(err)
-	s.HistoryBytes, err = e.size(256<<10, 1<<10, 64<<20, "CHAT_HISTORY_API_BYTES")
+	s.HistoryBytes, err = e.size(d.HistoryBytes, 1<<10, 64<<20, "CHAT_HISTORY_API_BYTES")
 	check(err)
-	s.SummaryChars, err = e.integer(32000, 100, 1<<22, "CHAT_SUMMARY_CHARS")
+	s.SummaryChars, err = e.integer(d.SummaryChars, 100, 1<<22, "CHAT_SUMMARY_CHARS")
 	check(err)
 	c.HistoryTTL, err = e.duration(720*time.Hour, 0, 100*365*24*time.Hour, "CHAT_HISTORY_TTL")
 	check(err)
@@ -146,6 +146,15 @@ func loadChatConfig(e env, secretKey string) (chatConfig, error) {
 	check(err)
 	return c, errors.Join(errs...)
 }
+
+// The chat service serves the edge's chat sockets and the API; edge and chat
+// do not import each other, so their contracts are checked here.
+var (
+	_ edge.ChatConn = (*chat.Conn)(nil)
+	_ chat.Sink     = edge.ChatSink(nil)
+	_ api.Backend   = (*chat.Service)(nil)
+	_ chat.Mirror   = mirrorFunc(nil)
+)
 
 // newChat builds model, history store (running migrations), worker pool and
 // API handler. close drains turns and releases the pool/db.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wsedge/wsedge/chat"
 	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/internal/jointoken"
@@ -110,23 +111,23 @@ var settings = []struct {
 	{key: "AWS_BEDROCK_REGION", help: "Bedrock region (default: the AWS SDK's region, from AWS_REGION or the instance)"},
 	{key: "BEDROCK_GUARDRAIL_ID", help: "Bedrock guardrail, set together with BEDROCK_GUARDRAIL_VERSION (default: none)"},
 	{key: "BEDROCK_GUARDRAIL_VERSION", help: "version of the guardrail (default: none)"},
-	{key: "MAXIMUM_GUARDRAIL_REWRITES", help: "regenerations of an answer a guardrail blocked, 0-10 (default 2)"},
+	{key: "MAXIMUM_GUARDRAIL_REWRITES", help: "regenerations of an answer a guardrail blocked, 0-10" + valueDefault(chat.Defaults().Rewrites)},
 	{key: "BEDROCK_RETRIES", help: "SDK retries before a stream starts; 0: fail fast (default 0)"},
 	{key: "BEDROCK_IDLE_TIMEOUT", help: "a stream with no event this long fails (default 30s)"},
 	{key: "BEDROCK_MAX_TOKENS", help: "answer length cap in tokens (default 1024)"},
-	{key: "CHAT_WORKERS", help: "chat turns streaming at once (default 256)"},
-	{key: "CHAT_QUEUE", help: "accepted chat turns waiting for a worker; beyond: busy (default 256)"},
-	{key: "CHAT_TURN_TIMEOUT", help: "per-turn deadline (default 2m)"},
-	{key: "CHAT_HISTORY_MESSAGES", help: "history messages sent to the model (default 20)"},
-	{key: "CHAT_HISTORY_CHARS", help: "history characters sent to the model (default 24000)"},
-	{key: "CHAT_MAX_MESSAGE_CHARS", help: "longest chat message; longer: invalid_message (default 4000)"},
-	{key: "CHAT_MAX_ANSWER_CHARS", help: "longest answer stored in history (default 16000)"},
-	{key: "CHAT_MAX_DATA_BYTES", help: "largest \"data\" of a chat message; larger: invalid_message (default 16KiB)"},
-	{key: "CHAT_TURN_RATE", help: "chat turns one socket may start per minute; over it: rate_limited (default 20)"},
-	{key: "CHAT_TURN_BURST", help: "chat turns one socket may start at once above CHAT_TURN_RATE (default 5)"},
+	{key: "CHAT_WORKERS", help: "chat turns streaming at once" + valueDefault(chat.Defaults().Workers)},
+	{key: "CHAT_QUEUE", help: "accepted chat turns waiting for a worker; beyond: busy" + valueDefault(chat.Defaults().Queue)},
+	{key: "CHAT_TURN_TIMEOUT", help: "per-turn deadline" + valueDefault(chat.Defaults().TurnTimeout)},
+	{key: "CHAT_HISTORY_MESSAGES", help: "history messages sent to the model" + valueDefault(chat.Defaults().HistoryMessages)},
+	{key: "CHAT_HISTORY_CHARS", help: "history characters sent to the model" + valueDefault(chat.Defaults().HistoryChars)},
+	{key: "CHAT_MAX_MESSAGE_CHARS", help: "longest chat message; longer: invalid_message" + valueDefault(chat.Defaults().MaxMessageChars)},
+	{key: "CHAT_MAX_ANSWER_CHARS", help: "longest answer stored in history" + valueDefault(chat.Defaults().MaxAnswerChars)},
+	{key: "CHAT_MAX_DATA_BYTES", help: "largest \"data\" of a chat message; larger: invalid_message" + sizeDefault(chat.Defaults().MaxDataBytes)},
+	{key: "CHAT_TURN_RATE", help: "chat turns one socket may start per minute; over it: rate_limited" + valueDefault(chat.Defaults().TurnRate)},
+	{key: "CHAT_TURN_BURST", help: "chat turns one socket may start at once above CHAT_TURN_RATE" + valueDefault(chat.Defaults().TurnBurst)},
 	{key: "CHAT_HISTORY_TTL", help: "chat history retention, memory and PostgreSQL; 0: keep (default 720h)"},
-	{key: "CHAT_HISTORY_API_BYTES", help: "content bytes returned by /api/thread/history (default 256KiB)"},
-	{key: "CHAT_SUMMARY_CHARS", help: "history characters sent to the summary model (default 32000)"},
+	{key: "CHAT_HISTORY_API_BYTES", help: "content bytes returned by /api/thread/history" + sizeDefault(chat.Defaults().HistoryBytes)},
+	{key: "CHAT_SUMMARY_CHARS", help: "history characters sent to the summary model" + valueDefault(chat.Defaults().SummaryChars)},
 	{key: "CHAT_MEMORY_HISTORY_BYTES", help: "content bytes of the in-memory history store (default 256MiB)"},
 	{key: "CHAT_SYSTEM_PROMPT", help: "system prompt for chat turns (default: a short customer-support prompt, docs/CHAT.md)"},
 	{key: "CHAT_API_MAX_BODY", help: "HTTP request body cap, e.g. 256KiB; larger: 413 (default 64KiB)"},
@@ -409,4 +410,29 @@ func loadAdminToken(e env) (string, error) {
 		return tok, nil
 	}
 	return e.str("", "ADMIN_TOKEN"), nil
+}
+
+// valueDefault is the "(default X)" of a help text, for a number or a
+// duration given by the package that owns it.
+func valueDefault(v any) string {
+	if d, ok := v.(time.Duration); ok {
+		s := d.String()
+		s = strings.TrimSuffix(s, "0s")
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return " (default " + s + ")"
+	}
+	return fmt.Sprintf(" (default %v)", v)
+}
+
+// sizeDefault is the "(default X)" of a byte count, in KiB or MiB when whole.
+func sizeDefault(n int) string {
+	switch {
+	case n > 0 && n%(1<<20) == 0:
+		return fmt.Sprintf(" (default %dMiB)", n>>20)
+	case n > 0 && n%(1<<10) == 0:
+		return fmt.Sprintf(" (default %dKiB)", n>>10)
+	}
+	return fmt.Sprintf(" (default %d)", n)
 }

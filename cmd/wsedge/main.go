@@ -91,28 +91,25 @@ func run(args []string, lookup env, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	hub := edge.NewHub()
 	var (
 		b broker.Broker
 		p presence.Store
 	)
 	if cfg.Redis.URL != "" {
-		b, p, err = newRedisBackends(ctx, cfg.Redis, cfg.Edge.InstanceID, hub.Deliver, log, reg)
+		r, err := newRedisBackends(ctx, cfg.Redis, cfg.Edge.InstanceID, log, reg)
 		if err != nil {
 			return err
 		}
+		b, p = r.broker, r.presence
+		defer func() {
+			if err := r.Close(); err != nil {
+				log.Warn("redis close", "err", err)
+			}
+		}()
 	} else {
-		b, p = broker.NewMemoryHistory(hub.Deliver, cfg.History), presence.NewMemory()
+		b, p = broker.NewMemoryHistory(cfg.History), presence.NewMemory()
 		log.Info("embedded mode: in-memory broker and presence (set REDIS_URL to scale out)")
 	}
-	defer func() {
-		if err := b.Close(); err != nil {
-			log.Warn("broker close", "err", err)
-		}
-		if err := p.Close(); err != nil {
-			log.Warn("presence close", "err", err)
-		}
-	}()
 
 	// Chat events reach /ws/session/<thread_id>/ listeners through the broker,
 	// like any broadcast; mirroring is best effort.
@@ -154,7 +151,7 @@ func run(args []string, lookup env, stdout io.Writer) error {
 		log.Info("session history on", "size", cfg.History.Size, "ttl", cfg.History.TTL)
 	}
 	srv, err := edge.New(cfg.Edge, edge.Deps{
-		Hub: hub, Broker: b, Presence: p, Logger: log, Registry: reg, API: api, History: hist, Tokens: tokens,
+		Broker: b, Presence: p, Logger: log, Registry: reg, API: api, History: hist, Tokens: tokens,
 		OpenChat: func(id string, sink edge.ChatSink) edge.ChatConn { return svc.Open(id, sink) },
 	})
 	if err != nil {

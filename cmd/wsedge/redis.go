@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
+	"github.com/wsedge/wsedge/internal/redisconn"
 )
 
 // redisConfig is the typed Redis configuration; zero URL means embedded memory mode.
@@ -24,8 +23,9 @@ type redisConfig struct {
 	URL string
 	// Client is the parsed connection options.
 	Client rueidis.ClientOption
-	// Cluster is "auto" (ask the server), "yes" or "no", from ?cluster=.
-	Cluster string
+	// Cluster is redisconn.Auto (ask the server), Cluster or Standalone,
+	// from ?cluster=.
+	Cluster redisconn.Mode
 
 	Timeout            time.Duration
 	ConnectTimeout     time.Duration
@@ -98,10 +98,10 @@ func loadRedisConfig(e env) (redisConfig, error) {
 }
 
 // parseRedisURL turns the comma form into rueidis' addr= form and parses it.
-func parseRedisURL(raw string) (rueidis.ClientOption, string, error) {
-	fail := func(format string, a ...any) (rueidis.ClientOption, string, error) {
+func parseRedisURL(raw string) (rueidis.ClientOption, redisconn.Mode, error) {
+	fail := func(format string, a ...any) (rueidis.ClientOption, redisconn.Mode, error) {
 		// Never echo the URL: it may carry a password.
-		return rueidis.ClientOption{}, "", fmt.Errorf("REDIS_URL: "+format, a...)
+		return rueidis.ClientOption{}, redisconn.Auto, fmt.Errorf("REDIS_URL: "+format, a...)
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
@@ -135,13 +135,13 @@ func parseRedisURL(raw string) (rueidis.ClientOption, string, error) {
 	for _, h := range list[1:] {
 		q.Add("addr", strings.TrimSpace(h))
 	}
-	cluster := "auto"
+	cluster := redisconn.Auto
 	switch v := q.Get("cluster"); v {
 	case "":
 	case "1", "true", "yes":
-		cluster = "yes"
+		cluster = redisconn.Cluster
 	case "0", "false", "no":
-		cluster = "no"
+		cluster = redisconn.Standalone
 	default:
 		return fail("cluster=%q: want 1 or 0", v)
 	}
@@ -151,13 +151,13 @@ func parseRedisURL(raw string) (rueidis.ClientOption, string, error) {
 	if err != nil {
 		return fail("%v", redactErr(err))
 	}
-	if len(opt.InitAddress) > 1 && cluster == "no" {
+	if len(opt.InitAddress) > 1 && cluster == redisconn.Standalone {
 		return fail("several nodes with cluster=0: name one node, or drop cluster=0")
 	}
 	if len(opt.InitAddress) > 1 {
-		cluster = "yes"
+		cluster = redisconn.Cluster
 	}
-	if cluster == "yes" && opt.SelectDB != 0 {
+	if cluster == redisconn.Cluster && opt.SelectDB != 0 {
 		return fail("Redis Cluster has only database 0, got /%d", opt.SelectDB)
 	}
 	return opt, cluster, nil
@@ -172,146 +172,58 @@ func redactErr(err error) error {
 	return err
 }
 
-// newRedisBackends builds the Redis broker and presence store. h receives broker messages.
-//
-// Both share one rueidis client, closed when both are closed. Start-up waits
-// up to cfg.ConnectTimeout for Redis; after that, an outage never stops the
-// server (see docs/REDIS.md).
-func newRedisBackends(ctx context.Context, cfg redisConfig, instanceID string, h broker.Handler,
-	log *slog.Logger, reg prometheus.Registerer) (broker.Broker, presence.Store, error) {
+// redisBackends are the Redis broker and presence store on their shared
+// connection.
+type redisBackends struct {
+	conn     *redisconn.Conn
+	broker   *broker.Redis
+	presence *presence.Redis
+}
+
+// newRedisBackends opens the Redis connection and builds the broker and the
+// presence store on it. Start-up waits up to
+// cfg.ConnectTimeout for Redis; after that, an outage never stops the server
+// (see docs/REDIS.md).
+func newRedisBackends(ctx context.Context, cfg redisConfig, instanceID string,
+	log *slog.Logger, reg prometheus.Registerer) (*redisBackends, error) {
 	if cfg.URL == "" {
-		return nil, nil, errors.New("redis: no REDIS_URL")
+		return nil, errors.New("redis: no REDIS_URL")
 	}
-	opt := cfg.Client
-	if opt.Dialer.Timeout == 0 {
-		opt.Dialer.Timeout = min(max(2*cfg.Timeout, time.Second), 10*time.Second)
-	}
-	opt.Dialer.KeepAlive = cfg.PingInterval
-	// A pipelined call that gets no answer for this long kills the
-	// connection (and its pings time out after it).
-	opt.ConnWriteTimeout = max(5*cfg.Timeout, 3*time.Second)
-	opt.CacheSizeEachConn = cfg.CacheSize
-	if opt.ClientName == "" {
-		opt.ClientName = "wsedge:" + instanceID
-	}
-	// rueidis calls OnInvalidations(nil) when a connection is lost or the
-	// server flushed: the presence store then checks at once whether Redis
-	// lost its entries, instead of a heartbeat later.
-	var store atomic.Pointer[presence.Redis]
-	opt.OnInvalidations = func(m []rueidis.RedisMessage) {
-		if m != nil {
-			return
-		}
-		if s := store.Load(); s != nil {
-			s.Recheck()
-		}
-	}
-	client, err := redisConnect(ctx, opt, cfg.ConnectTimeout, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	sharded := cfg.Cluster == "yes"
-	if cfg.Cluster == "auto" {
-		if sharded, err = redisIsCluster(ctx, client, cfg.Timeout); err != nil {
-			client.Close()
-			return nil, nil, err
-		}
-	}
-	b, err := broker.NewRedis(h, broker.RedisOptions{
-		Client: client, Instance: instanceID, Sharded: sharded, Shards: cfg.PubSubShards,
-		Backlog: cfg.PublishBacklog, BacklogBytes: int64(cfg.PublishBacklogSize), Timeout: cfg.Timeout, Logger: log, Registerer: reg,
-		History: cfg.History,
+	conn, err := redisconn.Open(ctx, redisconn.Options{
+		Client: cfg.Client, Mode: cfg.Cluster, Instance: instanceID, Timeout: cfg.Timeout,
+		ConnectTimeout: cfg.ConnectTimeout, PingInterval: cfg.PingInterval, CacheSize: cfg.CacheSize, Logger: log,
 	})
 	if err != nil {
-		client.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	p, err := presence.NewRedis(presence.RedisOptions{
-		Client: client, Instance: instanceID, TTL: cfg.PresenceTTL, Timeout: cfg.Timeout,
-		MaxPending: cfg.PresenceMaxPending, Logger: log, Registerer: reg,
+	b, err := broker.NewRedis(conn, broker.RedisOptions{
+		Shards: cfg.PubSubShards, Backlog: cfg.PublishBacklog, BacklogBytes: int64(cfg.PublishBacklogSize),
+		Registerer: reg, History: cfg.History,
+	})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	p, err := presence.NewRedis(conn, presence.RedisOptions{
+		TTL: cfg.PresenceTTL, MaxPending: cfg.PresenceMaxPending, Registerer: reg,
 	})
 	if err != nil {
 		_ = b.Close()
-		client.Close()
-		return nil, nil, err
+		conn.Close()
+		return nil, err
 	}
-	store.Store(p)
-	shared := &redisShared{client: client}
-	shared.refs.Store(2)
 	mode := "standalone (PUBLISH/SUBSCRIBE)"
-	if sharded {
+	if conn.Sharded() {
 		mode = fmt.Sprintf("cluster (SPUBLISH/SSUBSCRIBE over %d channel groups)", cfg.PubSubShards)
 	}
 	log.Info("redis mode: cross-instance broker and presence", "url", cfg.Redacted(), "pubsub", mode,
-		"presence_instance", p.ID(), "presence_ttl", cfg.PresenceTTL, "history_size", cfg.History.Size)
-	return &redisBroker{Redis: b, shared: shared}, &redisStore{Redis: p, shared: shared}, nil
+		"presence_instance", conn.ID(), "presence_ttl", cfg.PresenceTTL, "history_size", cfg.History.Size)
+	return &redisBackends{conn: conn, broker: b, presence: p}, nil
 }
 
-// redisConnect retries until Redis answers, so that a deployment that starts
-// wsedge and Redis together does not crash-loop.
-func redisConnect(ctx context.Context, opt rueidis.ClientOption, wait time.Duration, log *slog.Logger) (rueidis.Client, error) {
-	deadline := time.Now().Add(wait)
-	delay := 100 * time.Millisecond
-	for {
-		client, err := rueidis.NewClient(opt)
-		if err == nil {
-			return client, nil
-		}
-		if time.Now().Add(delay).After(deadline) {
-			return nil, fmt.Errorf("redis: connect to %v: %w", opt.InitAddress, err)
-		}
-		log.Warn("redis: not reachable yet; retrying", "addrs", opt.InitAddress, "err", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("redis: connect: %w", ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 2*time.Second)
-	}
-}
-
-func redisIsCluster(ctx context.Context, c rueidis.Client, timeout time.Duration) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, max(timeout, time.Second))
-	defer cancel()
-	info, err := c.Do(ctx, c.B().Info().Section("cluster").Build()).ToString()
-	if err != nil {
-		return false, fmt.Errorf("redis: INFO cluster (set ?cluster=0 or 1 in REDIS_URL to skip): %w", err)
-	}
-	return strings.Contains(info, "cluster_enabled:1"), nil
-}
-
-// redisShared closes the client when the broker and the store are closed.
-type redisShared struct {
-	client rueidis.Client
-	refs   atomic.Int32
-}
-
-func (s *redisShared) release() {
-	if s.refs.Add(-1) == 0 {
-		s.client.Close()
-	}
-}
-
-type redisBroker struct {
-	*broker.Redis
-	shared *redisShared
-	once   sync.Once
-}
-
-func (b *redisBroker) Close() error {
-	err := b.Redis.Close()
-	b.once.Do(b.shared.release)
-	return err
-}
-
-type redisStore struct {
-	*presence.Redis
-	shared *redisShared
-	once   sync.Once
-}
-
-func (s *redisStore) Close() error {
-	err := s.Redis.Close()
-	s.once.Do(s.shared.release)
+// Close closes the broker and the store, then their connection.
+func (r *redisBackends) Close() error {
+	err := errors.Join(r.broker.Close(), r.presence.Close())
+	r.conn.Close()
 	return err
 }

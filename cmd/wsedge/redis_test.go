@@ -13,6 +13,7 @@ import (
 
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
+	"github.com/wsedge/wsedge/internal/redisconn"
 	"github.com/wsedge/wsedge/internal/testenv"
 )
 
@@ -44,7 +45,7 @@ func TestLoadRedisConfig(t *testing.T) {
 				if len(o.InitAddress) != 1 || o.InitAddress[0] != "cache.internal:6380" || o.Username != "user" || o.Password != "s3cret" || o.SelectDB != 2 {
 					t.Fatalf("%+v", o)
 				}
-				if c.Cluster != "auto" || o.TLSConfig != nil {
+				if c.Cluster != redisconn.Auto || o.TLSConfig != nil {
 					t.Fatalf("cluster %q tls %v", c.Cluster, o.TLSConfig)
 				}
 				if strings.Contains(c.Redacted(), "s3cret") {
@@ -73,22 +74,22 @@ func TestLoadRedisConfig(t *testing.T) {
 			}
 		}},
 		{name: "cluster comma form", env: map[string]string{"REDIS_URL": "redis://u:p@h1:7000,h2:7001,h3:7002"}, check: func(t *testing.T, c redisConfig) {
-			if strings.Join(c.Client.InitAddress, " ") != "h1:7000 h2:7001 h3:7002" || c.Cluster != "yes" || c.Client.Password != "p" {
+			if strings.Join(c.Client.InitAddress, " ") != "h1:7000 h2:7001 h3:7002" || c.Cluster != redisconn.Cluster || c.Client.Password != "p" {
 				t.Fatalf("%+v %q", c.Client.InitAddress, c.Cluster)
 			}
 		}},
 		{name: "cluster addr form", env: map[string]string{"REDIS_URL": "redis://h1:7000?addr=h2:7001&addr=h3:7002"}, check: func(t *testing.T, c redisConfig) {
-			if len(c.Client.InitAddress) != 3 || c.Cluster != "yes" {
+			if len(c.Client.InitAddress) != 3 || c.Cluster != redisconn.Cluster {
 				t.Fatalf("%+v %q", c.Client.InitAddress, c.Cluster)
 			}
 		}},
 		{name: "cluster forced on one seed", env: map[string]string{"REDIS_URL": "redis://cfg.cache:6379?cluster=1"}, check: func(t *testing.T, c redisConfig) {
-			if c.Cluster != "yes" || len(c.Client.InitAddress) != 1 {
+			if c.Cluster != redisconn.Cluster || len(c.Client.InitAddress) != 1 {
 				t.Fatalf("%+v %q", c.Client.InitAddress, c.Cluster)
 			}
 		}},
 		{name: "cluster off", env: map[string]string{"REDIS_URL": "redis://h:1?cluster=0"}, check: func(t *testing.T, c redisConfig) {
-			if c.Cluster != "no" {
+			if c.Cluster != redisconn.Standalone {
 				t.Fatalf("%q", c.Cluster)
 			}
 		}},
@@ -149,13 +150,14 @@ type collected struct {
 	got map[string][]string
 }
 
-func (c *collected) handle(s string, _ uint64, p []byte) {
+func (c *collected) handle(s string, _ uint64, p []byte) bool {
 	c.mu.Lock()
 	if c.got == nil {
 		c.got = map[string][]string{}
 	}
 	c.got[s] = append(c.got[s], string(p))
 	c.mu.Unlock()
+	return true
 }
 
 func (c *collected) count(s string) int {
@@ -186,16 +188,20 @@ func TestNewRedisBackends(t *testing.T) {
 			}
 			reg := prometheus.NewRegistry()
 			var ra, rb collected
-			ba, pa, err := newRedisBackends(context.Background(), cfg, "a", ra.handle, log, reg)
+			ia, err := newRedisBackends(context.Background(), cfg, "a", log, reg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			bb, pb, err := newRedisBackends(context.Background(), cfg, "b", rb.handle, log, prometheus.NewRegistry())
+			ib, err := newRedisBackends(context.Background(), cfg, "b", log, prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := ba.(*redisBroker).Redis != nil; !got {
-				t.Fatal("no broker")
+			ba, pa, bb, pb := ia.broker, ia.presence, ib.broker, ib.presence
+			if ba == nil || pa == nil {
+				t.Fatal("no broker or presence store")
+			}
+			if err := errors.Join(ba.Start(ra.handle), bb.Start(rb.handle)); err != nil {
+				t.Fatal(err)
 			}
 			_ = ba.Subscribe("s")
 			_ = bb.Subscribe("s")
@@ -239,18 +245,18 @@ func TestNewRedisBackends(t *testing.T) {
 			if !components["broker"] || !components["presence"] {
 				t.Fatalf("queue depth components = %v", components)
 			}
-			for _, c := range []interface{ Close() error }{ba, pa, bb, pb} {
+			for _, c := range []interface{ Close() error }{ia, ib} {
 				if err := c.Close(); err != nil {
 					t.Fatal(err)
 				}
 			}
-			// The shared client is closed once both users are.
-			cl := ba.(*redisBroker).shared.client
+			// The shared client is closed with both users.
+			cl := ia.conn.Client()
 			err = cl.Do(context.Background(), cl.B().Ping().Build()).Error()
 			if err == nil {
 				t.Fatal("client still open after Close")
 			}
-			if tt.sharded != ba.(*redisBroker).Redis.Sharded() {
+			if tt.sharded != ba.Sharded() {
 				t.Fatalf("sharded = %v, want %v", !tt.sharded, tt.sharded)
 			}
 		})
@@ -264,7 +270,7 @@ func TestNewRedisBackendsUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = newRedisBackends(context.Background(), cfg, "a", func(string, uint64, []byte) {}, slog.New(slog.DiscardHandler), nil)
+	_, err = newRedisBackends(context.Background(), cfg, "a", slog.New(slog.DiscardHandler), nil)
 	if err == nil {
 		t.Fatal("want an error when Redis never answers")
 	}

@@ -30,7 +30,11 @@ var ErrUnavailable = errors.New("broker: unavailable")
 // seq is the message's position in the session's history (1, 2, 3, … per
 // epoch), or 0 when history is off. With history on, a session's messages
 // reach the Handler in seq order.
-type Handler func(session string, seq uint64, payload []byte)
+//
+// The Handler is the one owner of "does this instance have members of the
+// session": it reports false when it has none and dropped the message, and
+// brokers keep no set of their own for it.
+type Handler func(session string, seq uint64, payload []byte) bool
 
 // HistoryOptions turns on session history (SESSION_HISTORY_*).
 type HistoryOptions struct {
@@ -76,6 +80,9 @@ type Entry struct {
 // No method may block its caller on I/O: the edge calls them from gnet event
 // loops. Implementations queue work and report a full queue with ErrBacklogFull.
 type Broker interface {
+	// Start sets the Handler and starts delivery. The edge server calls it
+	// once, before any other method.
+	Start(h Handler) error
 	// Publish delivers payload (the JSON text of a server frame) to every
 	// instance subscribed to session, this one included.
 	Publish(session string, payload []byte) error

@@ -9,20 +9,22 @@ import (
 	"time"
 )
 
+var _ History = (*memHistory)(nil)
+
 // NewMemoryHistory returns a single-instance broker that keeps the last
 // o.Size messages of every session (see HistoryOptions) and numbers them.
 // A session's ring lives while it has subscribers and for o.TTL after its
 // last message or subscriber, whichever is later; a ring created again gets
 // a new epoch, as does every ring of a restarted process.
-func NewMemoryHistory(h Handler, o HistoryOptions) *Memory {
-	m := NewMemory(h)
+func NewMemoryHistory(o HistoryOptions) *Memory {
+	m := NewMemory()
 	if o.Size <= 0 {
 		return m
 	}
 	if o.TTL <= 0 {
 		o.TTL = 10 * time.Minute
 	}
-	m.hist = &memHistory{m: m, o: o, rings: make(map[string]*memRing), stop: make(chan struct{})}
+	m.hist = &memHistory{m: m, o: o, rings: make(map[string]*memRing), subs: make(map[string]struct{}), stop: make(chan struct{})}
 	m.hist.wg.Add(1)
 	go m.hist.janitor()
 	return m
@@ -36,15 +38,37 @@ func (m *Memory) History() History {
 	return m.hist
 }
 
-// memHistory owns the rings. Lock order: ring.mu, then Memory.mu or the
-// handler's locks; never a ring's lock under memHistory.mu or Memory.mu.
+// memHistory owns the rings. Lock order: ring.mu, then subsMu or the
+// handler's locks; never a ring's lock under memHistory.mu or subsMu.
 type memHistory struct {
 	m     *Memory
 	o     HistoryOptions
 	mu    sync.RWMutex
 	rings map[string]*memRing
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	// subs are the subscribed sessions: their rings outlive the TTL. This
+	// is ring lifetime, not delivery: whether the instance has members is
+	// the handler's to say.
+	subsMu sync.RWMutex
+	subs   map[string]struct{}
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func (h *memHistory) subscribe(session string, on bool) {
+	h.subsMu.Lock()
+	if on {
+		h.subs[session] = struct{}{}
+	} else {
+		delete(h.subs, session)
+	}
+	h.subsMu.Unlock()
+}
+
+func (h *memHistory) subscribed(session string) bool {
+	h.subsMu.RLock()
+	_, ok := h.subs[session]
+	h.subsMu.RUnlock()
+	return ok
 }
 
 type memRing struct {
@@ -100,9 +124,7 @@ func (h *memHistory) publish(session string, payload []byte) {
 	for r.n > 1 && h.o.MaxBytes > 0 && r.bytes > h.o.MaxBytes {
 		r.drop()
 	}
-	if h.m.subscribed(session) {
-		h.m.handler(session, r.seq, payload)
-	}
+	h.m.handler(session, r.seq, payload)
 }
 
 // drop forgets the oldest entry.
@@ -129,7 +151,7 @@ func (h *memHistory) Since(_ context.Context, session string, since uint64) (Rep
 }
 
 // Live implements History: subscriptions take effect at once in memory.
-func (h *memHistory) Live(session string) bool { return h.m.subscribed(session) }
+func (h *memHistory) Live(session string) bool { return h.subscribed(session) }
 
 // janitor deletes the rings of sessions without subscribers whose last
 // activity is older than the TTL.
@@ -146,7 +168,7 @@ func (h *memHistory) janitor() {
 		old := time.Now().Add(-h.o.TTL).UnixNano()
 		h.mu.Lock()
 		for s, r := range h.rings {
-			if r.touched.Load() < old && !h.m.subscribed(s) {
+			if r.touched.Load() < old && !h.subscribed(s) {
 				delete(h.rings, s)
 			}
 		}

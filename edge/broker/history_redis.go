@@ -14,6 +14,8 @@ import (
 	retry "github.com/wsedge/wsedge/internal/backoff"
 )
 
+var _ History = redisHistoryAPI{}
+
 // Session history in Redis (docs/REDIS.md, "History"). Per session, in the
 // slot of its pub/sub channel (the channel group's hash tag on a cluster):
 //
@@ -234,42 +236,6 @@ func parseSince(res rueidis.RedisResult) (Replay, error) {
 		rep.Entries = append(rep.Entries, Entry{Seq: seq, Payload: []byte(e.FieldValues["p"])})
 	}
 	return rep, nil
-}
-
-// Envelope version 2 carries a seq instead of an origin: with history on,
-// every instance (the publisher included) delivers from Redis, in seq order.
-// Layout: byte 2, the seq in decimal, a space, the payload. The publish
-// script writes it.
-const envelopeV2 = 2
-
-func encodeEnvelopeV2(seq uint64, payload []byte) []byte {
-	b := make([]byte, 0, 22+len(payload))
-	b = append(b, envelopeV2)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, ' ')
-	return append(b, payload...)
-}
-
-// decodeEnvelopeV2 parses a version 2 envelope; seq must be canonical
-// decimal (no sign, no leading zero) and positive.
-func decodeEnvelopeV2(s string) (seq uint64, payload string, ok bool) {
-	if len(s) < 3 || s[0] != envelopeV2 || s[1] == '0' {
-		return 0, "", false
-	}
-	sp := strings.IndexByte(s, ' ')
-	if sp < 2 || sp > 21 {
-		return 0, "", false
-	}
-	for i := 1; i < sp; i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, "", false
-		}
-	}
-	seq, err := strconv.ParseUint(s[1:sp], 10, 64)
-	if err != nil {
-		return 0, "", false
-	}
-	return seq, s[sp+1:], true
 }
 
 func sha1Hex(s string) string {

@@ -23,7 +23,12 @@ func newSeqRecorder() *seqRecorder {
 	return &seqRecorder{seqs: map[string][]uint64{}, msgs: map[string][]string{}}
 }
 
-func (r *seqRecorder) handle(session string, seq uint64, p []byte) {
+func (r *seqRecorder) handle(session string, seq uint64, p []byte) bool {
+	r.record(session, seq, p)
+	return true
+}
+
+func (r *seqRecorder) record(session string, seq uint64, p []byte) {
 	r.mu.Lock()
 	r.seqs[session] = append(r.seqs[session], seq)
 	r.msgs[session] = append(r.msgs[session], string(p))
@@ -50,10 +55,11 @@ func checkSeqs(t *testing.T, who string, seqs []uint64, from uint64) {
 func TestMemoryHistory(t *testing.T) {
 	ctx := context.Background()
 	rec := newSeqRecorder()
-	m := NewMemoryHistory(rec.handle, HistoryOptions{Size: 5, TTL: 100 * time.Millisecond, MaxBytes: 1000})
+	m := NewMemoryHistory(HistoryOptions{Size: 5, TTL: 100 * time.Millisecond, MaxBytes: 1000})
+	_ = m.Start(rec.handle)
 	defer m.Close()
 	h := m.History()
-	if NewMemory(rec.handle).History() != nil || NewMemoryHistory(rec.handle, HistoryOptions{}).History() != nil {
+	if NewMemory().History() != nil || NewMemoryHistory(HistoryOptions{}).History() != nil {
 		t.Fatal("history without a size must be off")
 	}
 	epoch, err := epochOf(h, "s")
@@ -104,7 +110,8 @@ func TestMemoryHistory(t *testing.T) {
 // Concurrent publishers: every subscriber sees seq 1..n in order.
 func TestMemoryHistoryConcurrentOrder(t *testing.T) {
 	rec := newSeqRecorder()
-	m := NewMemoryHistory(rec.handle, HistoryOptions{Size: 10})
+	m := NewMemoryHistory(HistoryOptions{Size: 10})
+	_ = m.Start(rec.handle)
 	defer m.Close()
 	_ = m.Subscribe("s")
 	var wg sync.WaitGroup
@@ -138,8 +145,8 @@ func testRedisHistory(t *testing.T, be backend) {
 	ctx := context.Background()
 	hist := func(o *RedisOptions) { o.History = HistoryOptions{Size: 20, TTL: time.Minute} }
 	ra, rb := newSeqRecorder(), newSeqRecorder()
-	a := newBroker(t, be, "a", ra.handle, hist)
-	b := newBroker(t, be, "b", rb.handle, hist)
+	a := newBroker(t, be, "a", ra.record, hist)
+	b := newBroker(t, be, "b", rb.record, hist)
 	const session = "hist"
 	ha, hb := a.History(), b.History()
 	e1, err := epochOf(ha, session)
@@ -162,7 +169,7 @@ func testRedisHistory(t *testing.T, be backend) {
 	sa, _ := ra.get(session)
 	start := sa[len(sa)-1] + 1
 	var wg sync.WaitGroup
-	for i, br := range []*Redis{a, b} {
+	for i, br := range []*testBroker{a, b} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -291,7 +298,7 @@ func TestRedisHistoryDown(t *testing.T) {
 	r := testenv.StartRedis(t)
 	be := backend{addrs: []string{r.Addr}}
 	rec := newSeqRecorder()
-	a := newBroker(t, be, "a", rec.handle, func(o *RedisOptions) {
+	a := newBroker(t, be, "a", rec.record, func(o *RedisOptions) {
 		o.History = HistoryOptions{Size: 10, TTL: time.Minute}
 		o.Timeout = 300 * time.Millisecond
 	})

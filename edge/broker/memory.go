@@ -1,24 +1,31 @@
 package broker
 
 import (
-	"sync"
+	"errors"
 	"sync/atomic"
 )
+
+var _ Broker = (*Memory)(nil)
 
 // Memory is the single-instance broker: Publish hands the payload straight to
 // the handler on the caller's goroutine, so ordering per publisher is the order
 // of the calls.
 type Memory struct {
 	handler Handler
-	mu      sync.RWMutex
-	subs    map[string]struct{}
 	closed  atomic.Bool
 	hist    *memHistory // nil: history off
 }
 
 // NewMemory returns a broker that delivers within this process only.
-func NewMemory(h Handler) *Memory {
-	return &Memory{handler: h, subs: make(map[string]struct{})}
+func NewMemory() *Memory { return &Memory{} }
+
+// Start implements Broker.
+func (m *Memory) Start(h Handler) error {
+	if h == nil {
+		return errors.New("broker: memory: nil handler")
+	}
+	m.handler = h
+	return nil
 }
 
 // Publish implements Broker.
@@ -30,36 +37,26 @@ func (m *Memory) Publish(session string, payload []byte) error {
 		m.hist.publish(session, payload)
 		return nil
 	}
-	if m.subscribed(session) {
-		m.handler(session, 0, payload)
-	}
+	m.handler(session, 0, payload)
 	return nil
 }
 
-func (m *Memory) subscribed(session string) bool {
-	m.mu.RLock()
-	_, ok := m.subs[session]
-	m.mu.RUnlock()
-	return ok
-}
-
-// Subscribe implements Broker.
+// Subscribe implements Broker. Delivery needs no subscription in memory; with
+// history on, a subscribed session's ring is kept (memHistory.subscribe).
 func (m *Memory) Subscribe(session string) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
-	m.mu.Lock()
-	m.subs[session] = struct{}{}
-	m.mu.Unlock()
+	if m.hist != nil {
+		m.hist.subscribe(session, true)
+	}
 	return nil
 }
 
 // Unsubscribe implements Broker.
 func (m *Memory) Unsubscribe(session string) error {
-	m.mu.Lock()
-	delete(m.subs, session)
-	m.mu.Unlock()
 	if m.hist != nil {
+		m.hist.subscribe(session, false)
 		m.hist.ring(session, false) // the TTL counts from the last member too
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/rueidis"
 
+	"github.com/wsedge/wsedge/internal/redisconn"
 	"github.com/wsedge/wsedge/internal/testenv"
 )
 
@@ -74,15 +75,71 @@ func newClient(t testing.TB, addrs []string) rueidis.Client {
 	return c
 }
 
-func newBroker(t testing.TB, be backend, name string, h Handler, mod func(*RedisOptions)) *Redis {
+// openConn opens the connection a broker named name runs on.
+func openConn(t testing.TB, be backend, name string) *redisconn.Conn {
 	t.Helper()
-	o := RedisOptions{Client: newClient(t, be.addrs), Instance: name, Sharded: be.sharded}
+	mode := redisconn.Standalone
+	if be.sharded {
+		mode = redisconn.Cluster
+	}
+	c, err := redisconn.Open(context.Background(), redisconn.Options{
+		Client: rueidis.ClientOption{InitAddress: be.addrs, DisableCache: true}, Mode: mode, Instance: name,
+	})
+	if err != nil {
+		t.Fatalf("redis connection for %v: %v", be.addrs, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// testBroker is a Redis broker with what the edge's hub does around it: it
+// knows which sessions are subscribed here and drops the others' messages.
+type testBroker struct {
+	*Redis
+	mu   sync.Mutex
+	subs map[string]bool
+}
+
+func (b *testBroker) Subscribe(session string) error {
+	b.mu.Lock()
+	b.subs[session] = true
+	b.mu.Unlock()
+	return b.Redis.Subscribe(session)
+}
+
+func (b *testBroker) Unsubscribe(session string) error {
+	b.mu.Lock()
+	delete(b.subs, session)
+	b.mu.Unlock()
+	return b.Redis.Unsubscribe(session)
+}
+
+// handler passes messages of subscribed sessions to h.
+func (b *testBroker) handler(h func(string, uint64, []byte)) Handler {
+	return func(session string, seq uint64, payload []byte) bool {
+		b.mu.Lock()
+		ok := b.subs[session]
+		b.mu.Unlock()
+		if ok {
+			h(session, seq, payload)
+		}
+		return ok
+	}
+}
+
+func newBroker(t testing.TB, be backend, name string, h func(string, uint64, []byte), mod func(*RedisOptions)) *testBroker {
+	t.Helper()
+	var o RedisOptions
 	if mod != nil {
 		mod(&o)
 	}
-	b, err := NewRedis(h, o)
+	r, err := NewRedis(openConn(t, be, name), o)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
+	}
+	b := &testBroker{Redis: r, subs: map[string]bool{}}
+	if err := r.Start(b.handler(h)); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	return b
@@ -90,7 +147,7 @@ func newBroker(t testing.TB, be backend, name string, h Handler, mod func(*Redis
 
 // waitReady publishes probes from `from` until every recorder has seen one,
 // which proves the subscriptions of session are active in Redis.
-func waitReady(t testing.TB, from *Redis, session string, recs ...*recorder) {
+func waitReady(t testing.TB, from *testBroker, session string, recs ...*recorder) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; ; i++ {
@@ -117,7 +174,7 @@ func waitReady(t testing.TB, from *Redis, session string, recs ...*recorder) {
 // withoutProbes drops readiness probes from a message list.
 // publishRetry publishes, waiting while the backlog is full; it reports
 // false (after t.Errorf) on any other error.
-func publishRetry(t *testing.T, b *Redis, session, payload string) bool {
+func publishRetry(t *testing.T, b *testBroker, session, payload string) bool {
 	for {
 		err := b.Publish(session, []byte(payload))
 		if err == nil {
@@ -181,7 +238,7 @@ func testOrderAcrossInstances(t *testing.T, be backend) {
 	const perPub = 300
 	const session = "order"
 	recs := []*recorder{newRecorder(), newRecorder(), newRecorder()}
-	var bs []*Redis
+	var bs []*testBroker
 	for i, r := range recs {
 		b := newBroker(t, be, "i"+strconv.Itoa(i), r.handle, nil)
 		if err := b.Subscribe(session); err != nil {
@@ -438,13 +495,13 @@ func TestRedisBrokerClose(t *testing.T) {
 func TestRedisBrokerMetricsRegister(t *testing.T) {
 	r := testenv.StartRedis(t)
 	reg := prometheus.NewRegistry()
-	c := newClient(t, []string{r.Addr})
-	b, err := NewRedis(func(string, uint64, []byte) {}, RedisOptions{Client: c, Registerer: reg})
+	c := openConn(t, backend{addrs: []string{r.Addr}}, "a")
+	b, err := NewRedis(c, RedisOptions{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, err := NewRedis(func(string, uint64, []byte) {}, RedisOptions{Client: c, Registerer: reg}); err == nil {
+	if _, err := NewRedis(c, RedisOptions{Registerer: reg}); err == nil {
 		t.Fatal("second broker on one registry: want an error")
 	}
 	mfs, err := reg.Gather()

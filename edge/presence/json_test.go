@@ -24,7 +24,7 @@ func TestAppendMembersJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := AppendMembersJSON(nil, tt.ms); string(got) != string(want) {
+			if got := appendMembersJSON(nil, tt.ms); string(got) != string(want) {
 				t.Fatalf("got  %s\nwant %s", got, want)
 			}
 		})
@@ -40,7 +40,7 @@ func FuzzAppendMembersJSON(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := AppendMembersJSON(nil, ms); string(got) != string(want) {
+		if got := appendMembersJSON(nil, ms); string(got) != string(want) {
 			t.Fatalf("got  %s\nwant %s", got, want)
 		}
 	})
@@ -56,10 +56,10 @@ func BenchmarkMembersJSON(b *testing.B) {
 			_, _ = json.Marshal(ms)
 		}
 	})
-	b.Run("AppendMembersJSON", func(b *testing.B) {
+	b.Run("appendMembersJSON", func(b *testing.B) {
 		var buf []byte
 		for b.Loop() {
-			buf = AppendMembersJSON(buf[:0], ms)
+			buf = appendMembersJSON(buf[:0], ms)
 		}
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 )
 
+var _ Store = (*Memory)(nil)
+
 // Memory is the single-instance store. Each session's members form a doubly
 // linked list in join order, so that answers are stable without sorting (a
 // sort of 5,000 members cost milliseconds per presence query) and a leave is

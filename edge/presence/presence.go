@@ -12,6 +12,9 @@ import (
 	"errors"
 )
 
+// ErrClosed is returned by Join and Leave after Close.
+var ErrClosed = errors.New("presence: closed")
+
 // ErrUnavailable is returned by Members when the backing store cannot answer
 // in time; the edge turns it into a presence_unavailable error frame.
 var ErrUnavailable = errors.New("presence: unavailable")

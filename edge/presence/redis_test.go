@@ -7,12 +7,12 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/rueidis"
 
+	"github.com/wsedge/wsedge/internal/redisconn"
 	"github.com/wsedge/wsedge/internal/testenv"
 )
 
@@ -33,7 +33,7 @@ func standalone(t *testing.T) backend {
 
 func cluster(t *testing.T) backend {
 	c := testenv.StartRedisCluster(t, 3)
-	cl := newClient(t, c.Addrs, nil)
+	cl := newClient(t, c.Addrs)
 	return backend{name: "cluster", addrs: c.Addrs, stop: c.Stop, start: c.Start,
 		command: func(key string, args ...string) (string, error) {
 			// Route through a cluster client so the right node answers.
@@ -43,19 +43,10 @@ func cluster(t *testing.T) backend {
 		}}
 }
 
-// newClient returns a rueidis client whose lost connections trigger
-// store.Recheck, as cmd/wsedge wires it.
-func newClient(t testing.TB, addrs []string, hook *atomic.Pointer[Redis]) rueidis.Client {
+// newClient returns a plain rueidis client.
+func newClient(t testing.TB, addrs []string) rueidis.Client {
 	t.Helper()
-	o := rueidis.ClientOption{InitAddress: addrs}
-	if hook != nil {
-		o.OnInvalidations = func(m []rueidis.RedisMessage) {
-			if s := hook.Load(); m == nil && s != nil {
-				s.Recheck()
-			}
-		}
-	}
-	c, err := rueidis.NewClient(o)
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs})
 	if err != nil {
 		t.Fatalf("rueidis client for %v: %v", addrs, err)
 	}
@@ -63,18 +54,30 @@ func newClient(t testing.TB, addrs []string, hook *atomic.Pointer[Redis]) rueidi
 	return c
 }
 
+// openConn opens the connection a store named name runs on; its lost
+// connections trigger the store's recheck, as in cmd/wsedge.
+func openConn(t testing.TB, be backend, name string) *redisconn.Conn {
+	t.Helper()
+	c, err := redisconn.Open(context.Background(), redisconn.Options{
+		Client: rueidis.ClientOption{InitAddress: be.addrs}, Instance: name, Timeout: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("redis connection for %v: %v", be.addrs, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 func newStore(t testing.TB, be backend, name string, mod func(*RedisOptions)) *Redis {
 	t.Helper()
-	var hook atomic.Pointer[Redis]
-	o := RedisOptions{Client: newClient(t, be.addrs, &hook), Instance: name, Timeout: 500 * time.Millisecond}
+	var o RedisOptions
 	if mod != nil {
 		mod(&o)
 	}
-	s, err := NewRedis(o)
+	s, err := NewRedis(openConn(t, be, name), o)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}
-	hook.Store(s)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
@@ -419,11 +422,16 @@ func TestRedisStoreOptions(t *testing.T) {
 		o    RedisOptions
 		ok   bool
 	}{
-		{"nil client", RedisOptions{}, false},
+		{"TTL below 3s", RedisOptions{TTL: time.Second}, false},
 	}
+	if _, err := NewRedis(nil, RedisOptions{}); err == nil {
+		t.Fatal("NewRedis(nil): want an error")
+	}
+	r := testenv.StartRedis(t)
+	conn := openConn(t, backend{addrs: []string{r.Addr}}, "a")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := NewRedis(tt.o)
+			s, err := NewRedis(conn, tt.o)
 			if (err == nil) != tt.ok {
 				t.Fatalf("NewRedis err = %v, want ok=%v", err, tt.ok)
 			}

@@ -104,11 +104,11 @@ func Parse(b []byte, maxPayload int64) (f Frame, n int, need int, err error) {
 	return Frame{Header: h, Payload: payload}, int(total), 0, nil
 }
 
-// PeekHeader validates the header at the front of b, when it is complete, so
+// peekHeader validates the header at the front of b, when it is complete, so
 // that a frame too large or invalid is refused before its payload arrives.
 // It returns the total frame length, or 0 with a nil error if the header is
 // not complete yet.
-func PeekHeader(b []byte, maxPayload int64) (int64, error) {
+func peekHeader(b []byte, maxPayload int64) (int64, error) {
 	hl := HeaderLen(b)
 	if hl == 0 || len(b) < hl {
 		return 0, nil

@@ -198,10 +198,10 @@ func TestParseViolations(t *testing.T) {
 				if n != 0 || need != 0 {
 					t.Fatalf("n=%d need=%d on error", n, need)
 				}
-				total, err := PeekHeader(b, tc.max)
+				total, err := peekHeader(b, tc.max)
 				wantCode(t, err, tc.code)
 				if total != 0 {
-					t.Fatalf("PeekHeader total = %d on error", total)
+					t.Fatalf("peekHeader total = %d on error", total)
 				}
 			}
 		})
@@ -248,13 +248,13 @@ func TestParseIncomplete(t *testing.T) {
 				if err != ErrIncomplete || n != 0 || need != want {
 					t.Fatalf("Parse(first %d of %d bytes) = n %d, need %d, err %v; want 0, %d, ErrIncomplete", i, len(tc.b), n, need, err, want)
 				}
-				total, err := PeekHeader(tc.b[:i], 1<<20)
+				total, err := peekHeader(tc.b[:i], 1<<20)
 				wantTotal := int64(len(tc.b))
 				if i < hl {
 					wantTotal = 0
 				}
 				if err != nil || total != wantTotal {
-					t.Fatalf("PeekHeader(first %d bytes) = %d, %v; want %d, nil", i, total, err, wantTotal)
+					t.Fatalf("peekHeader(first %d bytes) = %d, %v; want %d, nil", i, total, err, wantTotal)
 				}
 			}
 			f, n, need, err := Parse(append([]byte{}, tc.b...), 1<<20)

@@ -23,7 +23,7 @@ func FuzzParse(f *testing.F) {
 		for off < len(buf) {
 			rest := buf[off:]
 			hl := HeaderLen(rest)
-			total, perr := PeekHeader(rest, fuzzMax)
+			total, perr := peekHeader(rest, fuzzMax)
 			fr, n, need, err := Parse(rest, fuzzMax)
 			switch {
 			case err == ErrIncomplete:
@@ -34,10 +34,10 @@ func FuzzParse(f *testing.F) {
 					t.Fatal("Parse modified the input it could not parse")
 				}
 				if hl != 0 && len(rest) >= hl && (perr != nil || total != int64(need)) {
-					t.Fatalf("PeekHeader = %d, %v; Parse needs %d", total, perr, need)
+					t.Fatalf("peekHeader = %d, %v; Parse needs %d", total, perr, need)
 				}
 				if (hl == 0 || len(rest) < hl) && (perr != nil || total != 0) {
-					t.Fatalf("PeekHeader on a partial header = %d, %v", total, perr)
+					t.Fatalf("peekHeader on a partial header = %d, %v", total, perr)
 				}
 				return
 			case err != nil:
@@ -47,12 +47,12 @@ func FuzzParse(f *testing.F) {
 				}
 				var pv *Error
 				if !errors.As(perr, &pv) || pv.Code != v.Code || n != 0 || need != 0 {
-					t.Fatalf("Parse says %v, PeekHeader says %d, %v", err, total, perr)
+					t.Fatalf("Parse says %v, peekHeader says %d, %v", err, total, perr)
 				}
 				return
 			}
 			if perr != nil || total != int64(n) || n <= 0 || n > len(rest) || need != 0 {
-				t.Fatalf("Parse n=%d need=%d, PeekHeader %d %v, len=%d", n, need, total, perr, len(rest))
+				t.Fatalf("Parse n=%d need=%d, peekHeader %d %v, len=%d", n, need, total, perr, len(rest))
 			}
 			h := fr.Header
 			if h.Rsv != 0 || !h.Masked || h.OpCode.IsReserved() || h.Length > fuzzMax ||

@@ -22,3 +22,22 @@ func TestNext(t *testing.T) {
 		prev = d
 	}
 }
+
+func TestSpread(t *testing.T) {
+	for _, tc := range []struct{ lo, hi time.Duration }{
+		{0, 0}, {0, time.Second}, {time.Second, 3 * time.Second}, {time.Second, time.Millisecond}, {0, -1},
+	} {
+		for range 100 {
+			d := Spread(tc.lo, tc.hi)
+			if tc.hi <= tc.lo {
+				if d != tc.lo {
+					t.Fatalf("Spread(%v, %v) = %v, want %v", tc.lo, tc.hi, d, tc.lo)
+				}
+				continue
+			}
+			if d < tc.lo || d > tc.hi {
+				t.Fatalf("Spread(%v, %v) = %v, outside", tc.lo, tc.hi, d)
+			}
+		}
+	}
+}

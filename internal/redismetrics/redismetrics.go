@@ -6,8 +6,8 @@ package redismetrics
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// LatencyBuckets span a loopback round trip (~50 µs) to a timeout.
-func LatencyBuckets() []float64 {
+// latencyBuckets span a loopback round trip (~50 µs) to a timeout.
+func latencyBuckets() []float64 {
 	return []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 }
 
@@ -27,7 +27,7 @@ func NewCommands(component string) Commands {
 			Help: "Redis commands that failed (transport errors and error replies), by component and operation.",
 		}, []string{"op"}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "wsedge_redis_command_duration_seconds", ConstLabels: cl, Buckets: LatencyBuckets(),
+			Name: "wsedge_redis_command_duration_seconds", ConstLabels: cl, Buckets: latencyBuckets(),
 			Help: "Time of one Redis round trip (a pipelined batch counts once), by component and operation.",
 		}, []string{"op"}),
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{

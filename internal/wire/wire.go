@@ -1,5 +1,8 @@
-// Package wire builds the error shapes of PROTOCOL.md that both the edge and
-// the chat service send, so that they cannot drift apart.
+// Package wire builds every frame the server sends (docs/PROTOCOL.md), for
+// the edge and the chat service alike, so that no shape is written twice and
+// none can drift from the document (wire_test.go checks each against its
+// example there). Builders return the JSON text of a frame; the edge frames
+// it (edge/wsframe).
 package wire
 
 import "encoding/json"
@@ -21,5 +24,11 @@ func HTTPError(code, msg string) []byte {
 		Error   string `json:"error"`
 		Message string `json:"message"`
 	}{code, msg})
+	return b
+}
+
+// String is s as a JSON string, escaped as encoding/json does.
+func String(s string) []byte {
+	b, _ := json.Marshal(s)
 	return b
 }

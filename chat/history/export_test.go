@@ -1,0 +1,4 @@
+package history
+
+// Migrate lets the external tests apply the migrations on their own.
+var Migrate = applyMigrations
