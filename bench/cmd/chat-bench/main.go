@@ -18,7 +18,7 @@
 // them one after the other in one invocation, each with a fresh fake and
 // server, and reports them side by side.
 //
-//	go run ./bench/chat -edge -turns 2000 -rate 5 -tokens 30 -compare h1,h1tls,h2
+//	go run ./bench/cmd/chat-bench -edge -turns 2000 -rate 5 -tokens 30 -compare h1,h1tls,h2
 package main
 
 import (
@@ -143,7 +143,7 @@ func main() {
 // markdown renders the runs side by side, each against the first.
 func markdown(rs []result, args string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# bench/chat %s\n\nMeasured %s UTC on %d CPUs (fake, clients and server share them).\n\n",
+	fmt.Fprintf(&b, "# bench/cmd/chat-bench %s\n\nMeasured %s UTC on %d CPUs (fake, clients and server share them).\n\n",
 		args, time.Now().UTC().Format("2006-01-02 15:04"), runtime.NumCPU())
 	b.WriteString("| upstream | completed | added TTFT p50 / p90 / p99 / max (ms) | p99 vs first | server CPU s | CPU per token | upstream TCP connections | heap / turn | goroutines / turn | load avg |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")

@@ -1,8 +1,10 @@
-package main
+// Package wsclient is the benchmarks' WebSocket client for load generation:
+// one reader goroutine calls Next, any goroutine calls WriteText; frames are
+// read into a reused buffer, so a steady stream costs no allocations.
+package wsclient
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -15,10 +17,10 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// wsClient is a minimal WebSocket client for load generation: one reader
+// Client is a minimal WebSocket client for load generation: one reader
 // goroutine calls next, one writer goroutine calls writeText; frames are
 // read into a reused buffer, so a steady stream costs no allocations.
-type wsClient struct {
+type Client struct {
 	nc   net.Conn
 	br   *bufio.Reader
 	mask [4]byte
@@ -29,22 +31,22 @@ type wsClient struct {
 	ctl chan struct{}
 }
 
-// errServerClosed reports a close frame from the server.
-type errServerClosed struct{ code ws.StatusCode }
+// ServerClosedError reports a close frame from the server.
+type ServerClosedError struct{ Code ws.StatusCode }
 
-func (e errServerClosed) Error() string {
-	return fmt.Sprintf("server closed the connection with %d", e.code)
+func (e ServerClosedError) Error() string {
+	return fmt.Sprintf("server closed the connection with %d", e.Code)
 }
 
 // dialWS connects to url from localIP (nil: any) and completes the upgrade.
-func dialWS(ctx context.Context, url string, localIP net.IP, timeout time.Duration) (*wsClient, error) {
+func Dial(ctx context.Context, url string, localIP net.IP, timeout time.Duration) (*Client, error) {
 	d := ws.Dialer{
 		Timeout: timeout,
 		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			nd := net.Dialer{}
 			if localIP != nil {
 				nd.LocalAddr = &net.TCPAddr{IP: localIP}
-				nd.Control = bindNoPort
+				nd.Control = BindNoPort
 			}
 			return nd.DialContext(ctx, network, addr)
 		},
@@ -60,7 +62,7 @@ func dialWS(ctx context.Context, url string, localIP net.IP, timeout time.Durati
 		// through it rather than returning it to gobwas' pool.
 		br = bufio.NewReaderSize(io.MultiReader(br, nc), 2048)
 	}
-	c := &wsClient{nc: nc, br: br, ctl: make(chan struct{}, 1)}
+	c := &Client{nc: nc, br: br, ctl: make(chan struct{}, 1)}
 	_, _ = rand.Read(c.mask[:])
 	c.ctl <- struct{}{}
 	return c, nil
@@ -70,10 +72,10 @@ func dialWS(ctx context.Context, url string, localIP net.IP, timeout time.Durati
 // package does not name.
 const ipBindAddressNoPort = 24
 
-// bindNoPort defers the choice of the source port from bind to connect, so a
+// BindNoPort defers the choice of the source port from bind to connect, so a
 // source address can reuse a port for a different destination and ports left
 // in TIME_WAIT by an earlier run do not stall the bind.
-func bindNoPort(_, _ string, rc syscall.RawConn) error {
+func BindNoPort(_, _ string, rc syscall.RawConn) error {
 	var serr error
 	err := rc.Control(func(fd uintptr) {
 		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
@@ -84,7 +86,7 @@ func bindNoPort(_, _ string, rc syscall.RawConn) error {
 	return serr
 }
 
-func (c *wsClient) writeFrame(op ws.OpCode, p []byte) error {
+func (c *Client) writeFrame(op ws.OpCode, p []byte) error {
 	h := ws.Header{Fin: true, OpCode: op, Masked: true, Mask: c.mask, Length: int64(len(p))}
 	<-c.ctl
 	defer func() { c.ctl <- struct{}{} }()
@@ -104,19 +106,22 @@ func (c *wsClient) writeFrame(op ws.OpCode, p []byte) error {
 	return err
 }
 
-func (c *wsClient) writeText(p []byte) error { return c.writeFrame(ws.OpText, p) }
+func (c *Client) WriteText(p []byte) error { return c.writeFrame(ws.OpText, p) }
+
+// Conn is the underlying socket (deadlines, an abrupt Close).
+func (c *Client) Conn() net.Conn { return c.nc }
 
 // close sends a normal close frame and closes the socket without waiting
 // for the server's reply.
-func (c *wsClient) close() {
+func (c *Client) Close() {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = c.writeFrame(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
 	_ = c.nc.Close()
 }
 
 // next returns the next data message. The payload is valid until the next
-// call. Pings are answered; a close frame yields errServerClosed.
-func (c *wsClient) next() (ws.OpCode, []byte, error) {
+// call. Pings are answered; a close frame yields ServerClosedError.
+func (c *Client) Next() (ws.OpCode, []byte, error) {
 	var op ws.OpCode
 	msg := c.rbuf[:0]
 	for {
@@ -141,7 +146,7 @@ func (c *wsClient) next() (ws.OpCode, []byte, error) {
 				}
 			case ws.OpClose:
 				code, _ := ws.ParseCloseFrameData(p)
-				return 0, nil, errServerClosed{code: code}
+				return 0, nil, ServerClosedError{Code: code}
 			}
 			continue
 		}
@@ -169,12 +174,12 @@ func (c *wsClient) next() (ws.OpCode, []byte, error) {
 }
 
 // nextText returns the next text message, failing on anything else.
-func (c *wsClient) nextText(timeout time.Duration) ([]byte, error) {
+func (c *Client) NextText(timeout time.Duration) ([]byte, error) {
 	if timeout > 0 {
 		_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
 		defer c.nc.SetReadDeadline(time.Time{})
 	}
-	op, p, err := c.next()
+	op, p, err := c.Next()
 	if err != nil {
 		return nil, err
 	}
@@ -189,29 +194,4 @@ type sliceWriter struct{ b []byte }
 func (w *sliceWriter) Write(p []byte) (int, error) {
 	w.b = append(w.b, p...)
 	return len(p), nil
-}
-
-// helloFrame is what every benchmark connection says first.
-var helloFrame = []byte(`{"type":"hello","user_type":"bench","client_type":"bench"}`)
-
-// connectHello dials, waits for the connected frame and says hello.
-func connectHello(ctx context.Context, url string, localIP net.IP, timeout time.Duration) (*wsClient, error) {
-	c, err := dialWS(ctx, url, localIP, timeout)
-	if err != nil {
-		return nil, err
-	}
-	p, err := c.nextText(timeout)
-	if err != nil {
-		c.nc.Close()
-		return nil, fmt.Errorf("read connected: %w", err)
-	}
-	if !bytes.Contains(p, []byte(`"connected"`)) {
-		c.nc.Close()
-		return nil, fmt.Errorf("first frame is not connected: %.100s", p)
-	}
-	if err := c.writeText(helloFrame); err != nil {
-		c.nc.Close()
-		return nil, fmt.Errorf("send hello: %w", err)
-	}
-	return c, nil
 }

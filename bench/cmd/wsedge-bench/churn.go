@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/wsedge/wsedge/bench/internal/proc"
+	"github.com/wsedge/wsedge/bench/internal/report"
 	"net"
 	"os"
 	"sync"
@@ -13,25 +15,25 @@ import (
 // runChurn opens, hellos and closes connections from many loops for a fixed
 // time. Source addresses rotate over 127.<run>.x.y because the client closes
 // first and its ports sit in TIME_WAIT.
-func runChurn(ctx context.Context, c *config, t *target) result {
-	r := result{Target: t.name, Scenario: "churn", Case: "connect+hello+close", Params: map[string]any{
+func runChurn(ctx context.Context, c *config, t *proc.Target) report.Result {
+	r := report.Result{Target: t.Name, Scenario: "churn", Case: "connect+hello+close", Params: map[string]any{
 		"duration": c.churnDuration.String(), "workers": c.churnWorkers, "source_addresses": c.churnSources,
 	}}
 	time.Sleep(c.gap)
-	before, err := t.sample()
+	before, err := t.Sample()
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	clientBefore, _ := cpuSeconds(os.Getpid())
+	clientBefore, _ := proc.CPUSeconds(os.Getpid())
 	var ok, failed atomic.Int64
 	var errOnce sync.Once
-	url := t.url("/ws/session/churn/")
+	url := t.URL("/ws/session/churn/")
 	run := byte(100 + c.runSeq())
 	stop := time.Now().Add(c.churnDuration)
 	start := time.Now()
 	var wg sync.WaitGroup
-	var lat []latencies = make([]latencies, c.churnWorkers)
+	var lat []report.Latencies = make([]report.Latencies, c.churnWorkers)
 	for w := 0; w < c.churnWorkers; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -47,33 +49,33 @@ func runChurn(ctx context.Context, c *config, t *target) result {
 					continue
 				}
 				lat[w] = append(lat[w], int64(time.Since(t0)))
-				cl.close()
+				cl.Close()
 				ok.Add(1)
 			}
 		}(w)
 	}
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
-	after, err := t.sample()
+	after, err := t.Sample()
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	clientAfter, _ := cpuSeconds(os.Getpid())
-	var all latencies
+	clientAfter, _ := proc.CPUSeconds(os.Getpid())
+	var all report.Latencies
 	for _, l := range lat {
 		all = append(all, l...)
 	}
 	n := ok.Load()
-	r.add("completed", "", float64(n))
-	r.add("failed", "", float64(failed.Load()))
-	r.add("connect_hello_per_s", "1/s", float64(n)/elapsed)
-	all.addTo(&r, "connect_hello_")
+	r.Add("completed", "", float64(n))
+	r.Add("failed", "", float64(failed.Load()))
+	r.Add("connect_hello_per_s", "1/s", float64(n)/elapsed)
+	all.AddTo(&r, "connect_hello_")
 	if n > 0 {
-		r.add("server_cpu_per_conn", "µs", (after.cpu-before.cpu)/float64(n)*1e6)
-		r.add("client_cpu_per_conn", "µs", (clientAfter-clientBefore)/float64(n)*1e6)
+		r.Add("server_cpu_per_conn", "µs", (after.CPU-before.CPU)/float64(n)*1e6)
+		r.Add("client_cpu_per_conn", "µs", (clientAfter-clientBefore)/float64(n)*1e6)
 	}
-	r.add("rss_after", "MiB", float64(after.rss)/(1<<20))
+	r.Add("rss_after", "MiB", float64(after.RSS)/(1<<20))
 	if failed.Load() > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d connects failed", failed.Load()))
 	}

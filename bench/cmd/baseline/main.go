@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wsedge/wsedge/bench/baseline/server"
+	"github.com/wsedge/wsedge/bench/baseline"
 )
 
 func main() {
@@ -26,7 +26,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8100", "WebSocket/HTTP listen address")
 	admin := fs.String("admin", "127.0.0.1:9190", "admin listen address (/metrics)")
-	var opts server.Options
+	var opts baseline.Options
 	fs.DurationVar(&opts.HelloTimeout, "hello-timeout", 30*time.Second, "close connections that send no hello within this time (4001)")
 	fs.IntVar(&opts.MaxMessage, "max-message", 1<<20, "largest accepted message in bytes (larger: close 1009)")
 	fs.IntVar(&opts.QueueBytes, "queue-bytes", 1<<20, "outbound bytes queued per connection before it is closed with 1013")
@@ -35,5 +35,5 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return server.ListenAndServe(ctx, *addr, *admin, opts, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	return baseline.ListenAndServe(ctx, *addr, *admin, opts, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 }

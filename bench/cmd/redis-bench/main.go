@@ -14,18 +14,16 @@
 // Usage:
 //
 //	go build -o bin/wsedge ./cmd/wsedge
-//	go run ./bench/redis -wsedge bin/wsedge -mode standalone -md docs/redis-bench.md
+//	go run ./bench/cmd/redis-bench -wsedge bin/wsedge -mode standalone -md bench/results/redis/standalone.md
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -39,10 +37,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 
+	"github.com/wsedge/wsedge/bench/internal/report"
+	"github.com/wsedge/wsedge/bench/internal/wsclient"
 	"github.com/wsedge/wsedge/bench/plot"
+	"github.com/wsedge/wsedge/internal/testenv"
 )
 
 type options struct {
@@ -189,100 +188,43 @@ func run(o options) error {
 type redisDeploy struct {
 	url   string
 	addrs []string
-	procs []*exec.Cmd
+	nodes []*testenv.Redis
 }
 
-func freePort(bus bool) (int, error) {
-	for range 200 {
-		p := 20000 + rand.IntN(25000)
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		ok := true
-		if bus {
-			l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000))
-			if err != nil {
-				ok = false
-			} else {
-				l2.Close()
-			}
-		}
-		l.Close()
-		if ok {
-			return p, nil
-		}
-	}
-	return 0, errors.New("no free port")
-}
-
+// startRedis starts one standalone Redis or a 3-master Cluster (the
+// error-returning core of internal/testenv).
 func startRedis(dir, mode string) (*redisDeploy, error) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return nil, errors.New("redis-server not found: run apt-get install -y redis-server")
-	}
-	n := 1
-	if mode == "cluster" {
-		n = 3
-	} else if mode != "standalone" {
-		return nil, fmt.Errorf("-mode %q: want standalone or cluster", mode)
-	}
 	d := &redisDeploy{}
-	for i := range n {
-		port, err := freePort(mode == "cluster")
+	switch mode {
+	case "standalone":
+		r, err := testenv.LaunchRedis(dir)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("redis: %w", err)
 		}
-		nd := filepath.Join(dir, "redis"+strconv.Itoa(i))
-		if err := os.MkdirAll(nd, 0o755); err != nil {
-			return nil, err
-		}
-		args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--dir", nd, "--logfile", filepath.Join(nd, "redis.log"), "--protected-mode", "no"}
-		if mode == "cluster" {
-			args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(nd, "nodes.conf"))
-		}
-		cmd := exec.Command("redis-server", args...)
-		if err := cmd.Start(); err != nil {
-			return nil, err
-		}
-		d.procs = append(d.procs, cmd)
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		d.addrs = append(d.addrs, addr)
-		if err := waitFor(10*time.Second, func() bool { _, err := redisCmd(addr, "PING"); return err == nil }); err != nil {
-			d.stop()
-			return nil, fmt.Errorf("redis-server %s: %w", addr, err)
-		}
-	}
-	if mode == "cluster" {
-		args := append([]string{"--cluster", "create"}, d.addrs...)
-		args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-		if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
-			d.stop()
-			return nil, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out)
-		}
-		err := waitFor(30*time.Second, func() bool {
-			for _, a := range d.addrs {
-				if v, err := redisCmd(a, "CLUSTER", "INFO"); err != nil || !strings.Contains(v, "cluster_state:ok") {
-					return false
-				}
-			}
-			return true
+		d.nodes, d.addrs, d.url = []*testenv.Redis{r}, []string{r.Addr}, r.URL()
+	case "cluster":
+		n := 0
+		c, err := testenv.LaunchRedisCluster(3, func() string {
+			n++
+			nd := filepath.Join(dir, "redis"+strconv.Itoa(n))
+			_ = os.MkdirAll(nd, 0o755)
+			return nd
 		})
+		d.nodes, d.addrs = c.Nodes, c.Addrs
 		if err != nil {
 			d.stop()
-			return nil, err
+			return nil, fmt.Errorf("redis cluster: %w", err)
 		}
-		d.url = "redis://" + strings.Join(d.addrs, ",")
-	} else {
-		d.url = "redis://" + d.addrs[0] + "/0"
+		d.url = c.URL()
+	default:
+		return nil, fmt.Errorf("-mode %q: want standalone or cluster", mode)
 	}
 	return d, nil
 }
 
 func (d *redisDeploy) stop() {
-	for _, p := range d.procs {
-		_ = p.Process.Kill()
-		_ = p.Wait()
+	for _, r := range d.nodes {
+		r.Kill()
 	}
 }
 
@@ -321,41 +263,7 @@ func diff(a, b map[string]int) (map[string]int, int) {
 }
 
 func redisCmd(addr string, args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := io.WriteString(c, b.String()); err != nil {
-		return "", err
-	}
-	rd := bufio.NewReader(c)
-	line, err := rd.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	switch {
-	case strings.HasPrefix(line, "-"):
-		return "", errors.New(line[1:])
-	case strings.HasPrefix(line, "$"):
-		n, _ := strconv.Atoi(line[1:])
-		if n < 0 {
-			return "", nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(rd, buf); err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	}
-	return strings.TrimLeft(line, "+:"), nil
+	return testenv.RedisCommand(addr, args...)
 }
 
 // ---- wsedge ----
@@ -445,78 +353,35 @@ func (in *instance) stop() {
 
 // ---- clients ----
 
-type client struct {
-	conn net.Conn
-	rw   io.ReadWriter
-	mu   sync.Mutex
-}
-
-type rwPair struct {
-	io.Reader
-	io.Writer
-}
+// client is one hello'd member (the benchmarks' shared WebSocket client).
+type client struct{ *wsclient.Client }
 
 func dial(in *instance, session string) (*client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, br, _, err := ws.Dial(ctx, "ws://"+in.addr+"/ws/session/"+session+"/")
+	wc, err := wsclient.Dial(ctx, "ws://"+in.addr+"/ws/session/"+session+"/", nil, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	c := &client{conn: conn, rw: rwPair{conn, conn}}
-	if br != nil {
-		c.rw = rwPair{br, conn}
-	}
+	c := &client{wc}
 	if _, err := c.read(); err != nil { // connected
-		conn.Close()
+		c.Conn().Close()
 		return nil, err
 	}
 	if err := c.send(`{"type":"hello","user_type":"bench","client_type":"web"}`); err != nil {
-		conn.Close()
+		c.Conn().Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *client) send(s string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return wsutil.WriteClientText(c.conn, []byte(s))
-}
+func (c *client) send(s string) error { return c.WriteText([]byte(s)) }
 
-// read returns the next text message. The server sends every message as one
-// frame, so the payload is read in one go into a buffer of the announced
+// read returns the next text message, valid until the next read. The
+// client reads a frame's payload in one go into a buffer of the announced
 // length (a growing buffer made a 600 KB presence answer cost the client
 // dozens of small reads, which the latency would then include).
-func (c *client) read() ([]byte, error) {
-	for {
-		h, err := ws.ReadHeader(c.rw)
-		if err != nil {
-			return nil, err
-		}
-		p := make([]byte, h.Length)
-		if _, err := io.ReadFull(c.rw, p); err != nil {
-			return nil, err
-		}
-		switch h.OpCode {
-		case ws.OpText:
-			if !h.Fin {
-				return nil, errors.New("fragmented message: not expected from wsedge")
-			}
-			return p, nil
-		case ws.OpPing:
-			c.mu.Lock()
-			err := wsutil.WriteClientMessage(c.conn, ws.OpPong, p)
-			c.mu.Unlock()
-			if err != nil {
-				return nil, err
-			}
-		case ws.OpClose:
-			code, reason := ws.ParseCloseFrameData(p)
-			return nil, fmt.Errorf("closed by server: %d %s", code, reason)
-		}
-	}
-}
+func (c *client) read() ([]byte, error) { return c.NextText(0) }
 
 func dialMany(ins []*instance, session string, n int) ([]*client, error) {
 	out := make([]*client, n)
@@ -548,7 +413,7 @@ func dialMany(ins []*instance, session string, n int) ([]*client, error) {
 func closeAll(cs []*client) {
 	for _, c := range cs {
 		if c != nil {
-			c.conn.Close()
+			c.Conn().Close()
 		}
 	}
 }
@@ -734,8 +599,12 @@ func pct(ds []time.Duration) (p50, p99, maxv float64) {
 		return 0, 0, 0
 	}
 	slices.Sort(ds)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	return ms(ds[len(ds)/2]), ms(ds[len(ds)*99/100]), ms(ds[len(ds)-1])
+	ns := make([]int64, len(ds))
+	for i, d := range ds {
+		ns[i] = int64(d)
+	}
+	ms := func(v int64) float64 { return float64(v) / 1e6 }
+	return ms(report.Percentile(ns, 0.50)), ms(report.Percentile(ns, 0.99)), ms(ns[len(ns)-1])
 }
 
 // ---- idle ----

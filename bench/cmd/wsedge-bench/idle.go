@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/wsedge/wsedge/bench/internal/proc"
+	"github.com/wsedge/wsedge/bench/internal/report"
+	"github.com/wsedge/wsedge/bench/internal/wsclient"
 	"io"
 	"net"
 	"os"
@@ -43,7 +46,7 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 	ip := net.ParseIP(*src)
 	var (
 		mu      sync.Mutex
-		clients []*wsClient
+		clients []*wsclient.Client
 		failed  int
 		errs    []string
 		early   atomic.Int64
@@ -76,7 +79,7 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 					// Reading answers the server's pings; any end before the
 					// release is a connection the server dropped.
 					for {
-						if _, _, err := c.next(); err != nil {
+						if _, _, err := c.Next(); err != nil {
 							select {
 							case <-release:
 							default:
@@ -101,7 +104,7 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 	_, _ = io.Copy(io.Discard, stdin)
 	close(release)
 	for _, c := range clients {
-		_ = c.nc.Close()
+		_ = c.Conn().Close()
 	}
 	readers.Wait()
 	return enc.Encode(idleReport{Ready: len(clients), Failed: failed, ClosedEarly: int(early.Load()), Done: true})
@@ -113,17 +116,17 @@ type idleChild struct {
 	out   *bufio.Scanner
 }
 
-func runIdle(ctx context.Context, c *config, t *target) result {
-	r := result{Target: t.name, Scenario: "idle", Case: fmt.Sprintf("%d conns", c.idleConns), Params: map[string]any{
+func runIdle(ctx context.Context, c *config, t *proc.Target) report.Result {
+	r := report.Result{Target: t.Name, Scenario: "idle", Case: fmt.Sprintf("%d conns", c.idleConns), Params: map[string]any{
 		"conns": c.idleConns, "per_process": c.idlePerProc, "session_size": c.idleSessionSize, "settle": c.idleSettle.String(),
 	}}
 	time.Sleep(c.gap)
-	before, err := t.sample()
+	before, err := t.Sample()
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	g0, err := t.goroutines(ctx)
+	g0, err := t.Goroutines(ctx)
 	if err != nil {
 		r.Error = err.Error()
 		return r
@@ -142,12 +145,12 @@ func runIdle(ctx context.Context, c *config, t *target) result {
 	}()
 	start := time.Now()
 	var ready, failed int
-	rss := plot.Series{X: []float64{0}, Y: []float64{float64(before.rss) / (1 << 20)}}
+	rss := plot.Series{X: []float64{0}, Y: []float64{float64(before.RSS) / (1 << 20)}}
 	prog := &plot.Progress{W: os.Stderr, What: "idle"}
 	for i, off := 0, 0; off < c.idleConns; i++ {
 		n := min(c.idlePerProc, c.idleConns-off)
 		cmd := exec.CommandContext(ctx, self,
-			"-url", "ws://"+t.addr, "-n", fmt.Sprint(n), "-offset", fmt.Sprint(off),
+			"-url", "ws://"+t.Addr, "-n", fmt.Sprint(n), "-offset", fmt.Sprint(off),
 			"-session-size", fmt.Sprint(c.idleSessionSize), "-src", fmt.Sprintf("127.%d.0.%d", 10+c.runSeq(), 10+i),
 			"-concurrency", fmt.Sprint(c.idleConcurrency), "-timeout", c.dialTimeout.String())
 		cmd.Env = append(os.Environ(), roleEnv+"=idle-client")
@@ -181,23 +184,23 @@ func runIdle(ctx context.Context, c *config, t *target) result {
 		for _, e := range rep.Errors {
 			r.Notes = append(r.Notes, "connect error: "+e)
 		}
-		if smp, err := t.sample(); err == nil {
+		if smp, err := t.Sample(); err == nil {
 			rss.X = append(rss.X, float64(ready))
-			rss.Y = append(rss.Y, float64(smp.rss)/(1<<20))
+			rss.Y = append(rss.Y, float64(smp.RSS)/(1<<20))
 		}
 		prog.Update("%d/%d connected", ready, c.idleConns)
 	}
 	prog.Done()
-	r.addSeries("rss_vs_conns", rss)
+	r.AddSeries("rss_vs_conns", rss)
 	connectTime := time.Since(start)
-	mid, _ := t.sample()
+	mid, _ := t.Sample()
 	time.Sleep(c.idleSettle)
-	after, err := t.sample()
+	after, err := t.Sample()
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	g1, err := t.goroutines(ctx)
+	g1, err := t.Goroutines(ctx)
 	if err != nil {
 		r.Error = err.Error()
 		return r
@@ -205,7 +208,7 @@ func runIdle(ctx context.Context, c *config, t *target) result {
 	// Check that the server counts the sockets as hello'd members: a session
 	// of the idle set must list session_size+1 members including the checker.
 	if want := min(c.idleSessionSize, ready) + 1; ready > 0 {
-		if got, err := presenceCount(ctx, t.url("/ws/session/idle-0/"), c.dialTimeout); err != nil {
+		if got, err := presenceCount(ctx, t.URL("/ws/session/idle-0/"), c.dialTimeout); err != nil {
 			r.Notes = append(r.Notes, "presence check: "+err.Error())
 		} else if got != want {
 			r.Notes = append(r.Notes, fmt.Sprintf("presence check: idle-0 has %d members, want %d", got, want))
@@ -221,19 +224,19 @@ func runIdle(ctx context.Context, c *config, t *target) result {
 		_ = ch.cmd.Wait()
 	}
 	children = nil
-	r.add("connections", "", float64(ready))
-	r.add("failed", "", float64(failed))
-	r.add("closed_by_server", "", float64(early))
-	r.add("connect_rate", "conn/s", float64(ready)/connectTime.Seconds())
-	r.add("rss_before", "MiB", float64(before.rss)/(1<<20))
-	r.add("rss_after", "MiB", float64(after.rss)/(1<<20))
+	r.Add("connections", "", float64(ready))
+	r.Add("failed", "", float64(failed))
+	r.Add("closed_by_server", "", float64(early))
+	r.Add("connect_rate", "conn/s", float64(ready)/connectTime.Seconds())
+	r.Add("rss_before", "MiB", float64(before.RSS)/(1<<20))
+	r.Add("rss_after", "MiB", float64(after.RSS)/(1<<20))
 	if ready > 0 {
-		r.add("rss_per_conn", "bytes", float64(after.rss-before.rss)/float64(ready))
+		r.Add("rss_per_conn", "bytes", float64(after.RSS-before.RSS)/float64(ready))
 	}
-	r.add("goroutines_before", "", g0)
-	r.add("goroutines_after", "", g1)
-	r.add("server_cpu_connect", "s", mid.cpu-before.cpu)
-	r.add("server_cpu_idle", "%", 100*(after.cpu-mid.cpu)/after.at.Sub(mid.at).Seconds())
+	r.Add("goroutines_before", "", g0)
+	r.Add("goroutines_after", "", g1)
+	r.Add("server_cpu_connect", "s", mid.CPU-before.CPU)
+	r.Add("server_cpu_idle", "%", 100*(after.CPU-mid.CPU)/after.At.Sub(mid.At).Seconds())
 	return r
 }
 
@@ -243,6 +246,6 @@ func presenceCount(ctx context.Context, url string, timeout time.Duration) (int,
 	if err != nil {
 		return 0, err
 	}
-	defer c.close()
+	defer c.Close()
 	return askPresence(c, timeout)
 }

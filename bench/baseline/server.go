@@ -6,7 +6,7 @@
 //
 // It is deliberately conventional, not deliberately slow: frames are encoded
 // once per broadcast and shared by every member's queue.
-package server
+package baseline
 
 import (
 	"bufio"

@@ -12,6 +12,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/wsedge/wsedge/bench/internal/proc"
+	"github.com/wsedge/wsedge/bench/internal/report"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -20,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wsedge/wsedge/bench/baseline/server"
+	"github.com/wsedge/wsedge/bench/baseline"
 )
 
 // roleEnv selects what a re-executed copy of this binary does.
@@ -59,7 +61,7 @@ func runBaseline(ctx context.Context, _ []string) error {
 	if addr == "" || admin == "" {
 		return fmt.Errorf("baseline role needs ADDR and ADMIN_ADDR")
 	}
-	return server.ListenAndServe(ctx, addr, admin, server.Options{}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	return baseline.ListenAndServe(ctx, addr, admin, baseline.Options{}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 }
 
 type config struct {
@@ -195,19 +197,19 @@ func splitList(s string) []string {
 	return out
 }
 
-func (c *config) spec(name string) (targetSpec, error) {
+func (c *config) spec(name string) (proc.Spec, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return targetSpec{}, fmt.Errorf("find own binary: %w", err)
+		return proc.Spec{}, fmt.Errorf("find own binary: %w", err)
 	}
 	switch name {
 	case "wsedge":
-		return targetSpec{name: name, argv: strings.Fields(c.serverCmd), env: c.serverEnv}, nil
+		return proc.Spec{Name: name, Argv: strings.Fields(c.serverCmd), Env: c.serverEnv}, nil
 	default:
 		if c.baselineCmd != "" {
-			return targetSpec{name: name, argv: strings.Fields(c.baselineCmd)}, nil
+			return proc.Spec{Name: name, Argv: strings.Fields(c.baselineCmd)}, nil
 		}
-		return targetSpec{name: name, argv: []string{self}, env: []string{roleEnv + "=baseline"}}, nil
+		return proc.Spec{Name: name, Argv: []string{self}, Env: []string{roleEnv + "=baseline"}}, nil
 	}
 }
 
@@ -221,10 +223,10 @@ func runDriver(ctx context.Context, args []string, stdout *os.File) error {
 			return fmt.Errorf("log dir: %w", err)
 		}
 	}
-	rep := &report{
+	rep := &report.Report{
 		GeneratedAt: time.Now(),
 		Command:     "wsedge-bench " + strings.Join(args, " "),
-		Machine:     describeMachine(),
+		Machine:     report.DescribeMachine(),
 		Targets:     c.targets,
 	}
 	// Each scenario runs against every target before the next scenario, on a
@@ -244,7 +246,7 @@ func runDriver(ctx context.Context, args []string, stdout *os.File) error {
 			for _, r := range rs {
 				fmt.Fprintf(os.Stderr, "   %s/%s:", r.Scenario, r.Case)
 				for _, m := range r.Metrics {
-					fmt.Fprintf(os.Stderr, " %s=%s", m.Name, fmtNum(m.Value))
+					fmt.Fprintf(os.Stderr, " %s=%s", m.Name, report.FmtNum(m.Value))
 				}
 				if r.Error != "" {
 					fmt.Fprintf(os.Stderr, " ERROR=%s", r.Error)
@@ -253,43 +255,43 @@ func runDriver(ctx context.Context, args []string, stdout *os.File) error {
 			}
 		}
 	}
-	rep.Machine.LoadEnd = loadavg()
+	rep.Machine.LoadEnd = report.LoadAvg()
 	if c.jsonPath != "" {
-		if err := rep.writeJSON(c.jsonPath); err != nil {
+		if err := rep.WriteJSON(c.jsonPath); err != nil {
 			return err
 		}
 	}
 	if c.mdPath != "" {
-		if err := rep.writePlots(c.mdPath); err != nil {
+		if err := rep.WritePlots(c.mdPath); err != nil {
 			return fmt.Errorf("plots: %w", err)
 		}
 		f, err := os.Create(c.mdPath)
 		if err != nil {
 			return fmt.Errorf("markdown: %w", err)
 		}
-		if err := rep.writeMarkdown(f); err != nil {
+		if err := rep.WriteMarkdown(f); err != nil {
 			f.Close()
 			return fmt.Errorf("markdown: %w", err)
 		}
 		return f.Close()
 	}
-	return rep.writeMarkdown(stdout)
+	return rep.WriteMarkdown(stdout)
 }
 
-func runScenario(ctx context.Context, c *config, spec targetSpec, sc string) ([]result, error) {
-	t, err := startTarget(ctx, spec, c.logDir)
+func runScenario(ctx context.Context, c *config, spec proc.Spec, sc string) ([]report.Result, error) {
+	t, err := proc.Start(ctx, spec, c.logDir)
 	if err != nil {
 		return nil, err
 	}
-	defer t.stop()
+	defer t.Stop()
 	switch sc {
 	case "idle":
-		return []result{runIdle(ctx, c, t)}, nil
+		return []report.Result{runIdle(ctx, c, t)}, nil
 	case "fanout":
 		return runFanout(ctx, c, t), nil
 	case "presence":
 		return runPresence(ctx, c, t), nil
 	default:
-		return []result{runChurn(ctx, c, t)}, nil
+		return []report.Result{runChurn(ctx, c, t)}, nil
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/wsedge/wsedge/bench/internal/proc"
+	"github.com/wsedge/wsedge/bench/internal/report"
+	"github.com/wsedge/wsedge/bench/internal/wsclient"
 	"net"
 	"os"
 	"strconv"
@@ -22,7 +25,7 @@ var msgMarker = []byte(`"wsb:`)
 // group is a set of hello'd members of one session, each with a reader
 // goroutine that timestamps benchmark broadcasts as they arrive.
 type group struct {
-	clients   []*wsClient
+	clients   []*wsclient.Client
 	members   []*member
 	delivered atomic.Int64
 	stopping  atomic.Bool
@@ -31,7 +34,7 @@ type group struct {
 }
 
 type member struct {
-	lat     latencies
+	lat     report.Latencies
 	lastSeq []int64
 	ooo     int
 }
@@ -39,7 +42,7 @@ type member struct {
 // joinGroup connects n members to url and waits until presence lists them
 // all, so no broadcast is sent before every member has joined.
 func joinGroup(ctx context.Context, url string, n, senders int, timeout time.Duration) (*group, error) {
-	g := &group{clients: make([]*wsClient, n), members: make([]*member, n)}
+	g := &group{clients: make([]*wsclient.Client, n), members: make([]*member, n)}
 	var mu sync.Mutex
 	var firstErr error
 	idx := make(chan int)
@@ -97,12 +100,12 @@ func joinGroup(ctx context.Context, url string, n, senders int, timeout time.Dur
 	return g, nil
 }
 
-func askPresence(c *wsClient, timeout time.Duration) (int, error) {
-	if err := c.writeText([]byte(`{"type":"presence"}`)); err != nil {
+func askPresence(c *wsclient.Client, timeout time.Duration) (int, error) {
+	if err := c.WriteText([]byte(`{"type":"presence"}`)); err != nil {
 		return 0, fmt.Errorf("presence: %w", err)
 	}
 	for {
-		p, err := c.nextText(timeout)
+		p, err := c.NextText(timeout)
 		if err != nil {
 			return 0, fmt.Errorf("presence reply: %w", err)
 		}
@@ -116,10 +119,10 @@ func askPresence(c *wsClient, timeout time.Duration) (int, error) {
 	}
 }
 
-func (g *group) read(c *wsClient, m *member) {
+func (g *group) read(c *wsclient.Client, m *member) {
 	defer g.wg.Done()
 	for {
-		_, p, err := c.next()
+		_, p, err := c.Next()
 		if err != nil {
 			if !g.stopping.Load() {
 				g.dropped.Add(1)
@@ -175,7 +178,7 @@ func (g *group) close() {
 	g.stopping.Store(true)
 	for _, c := range g.clients {
 		if c != nil {
-			_ = c.nc.Close()
+			_ = c.Conn().Close()
 		}
 	}
 	g.wg.Wait()
@@ -183,7 +186,7 @@ func (g *group) close() {
 
 // sender writes benchmark broadcasts from one member.
 type sender struct {
-	c   *wsClient
+	c   *wsclient.Client
 	id  int
 	buf []byte
 }
@@ -197,7 +200,7 @@ func (s *sender) send(seq int64) error {
 	b = strconv.AppendInt(b, time.Now().UnixNano(), 10)
 	b = append(b, `"}`...)
 	s.buf = b
-	return s.c.writeText(b)
+	return s.c.WriteText(b)
 }
 
 type fanCase struct {
@@ -210,7 +213,7 @@ type fanCase struct {
 	allAtOnce bool    // every sender fires at once (storm)
 }
 
-func runFanout(ctx context.Context, c *config, t *target) []result {
+func runFanout(ctx context.Context, c *config, t *proc.Target) []report.Result {
 	cases := []fanCase{
 		{name: fmt.Sprintf("%d listeners, %d broadcasts at %g/s", c.fanListeners, c.fanBroadcasts, c.fanRate),
 			members: c.fanListeners, senders: 1, each: c.fanBroadcasts, rate: c.fanRate},
@@ -219,7 +222,7 @@ func runFanout(ctx context.Context, c *config, t *target) []result {
 		{name: fmt.Sprintf("%d senders x %d broadcasts to %d listeners", c.stormConns, c.stormEach, c.stormConns),
 			members: c.stormConns, senders: c.stormConns, each: c.stormEach, allAtOnce: true},
 	}
-	var out []result
+	var out []report.Result
 	for i, fc := range cases {
 		time.Sleep(c.gap)
 		out = append(out, runFanCase(ctx, c, t, fc, fmt.Sprintf("fanout-%d", i)))
@@ -227,24 +230,24 @@ func runFanout(ctx context.Context, c *config, t *target) []result {
 	return out
 }
 
-func runFanCase(ctx context.Context, c *config, t *target, fc fanCase, session string) result {
-	r := result{Target: t.name, Scenario: "fanout", Case: fc.name, Params: map[string]any{
+func runFanCase(ctx context.Context, c *config, t *proc.Target, fc fanCase, session string) report.Result {
+	r := report.Result{Target: t.Name, Scenario: "fanout", Case: fc.name, Params: map[string]any{
 		"members": fc.members, "senders": fc.senders, "broadcasts_per_sender": fc.each,
 		"rate_per_s": fc.rate, "window": fc.window,
 	}}
-	g, err := joinGroup(ctx, t.url("/ws/session/"+session+"/"), fc.members, fc.senders, c.dialTimeout)
+	g, err := joinGroup(ctx, t.URL("/ws/session/"+session+"/"), fc.members, fc.senders, c.dialTimeout)
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
 	want := int64(fc.senders) * int64(fc.each) * int64(fc.members)
-	before, err := t.sample()
+	before, err := t.Sample()
 	if err != nil {
 		g.close()
 		r.Error = err.Error()
 		return r
 	}
-	clientBefore, _ := cpuSeconds(os.Getpid())
+	clientBefore, _ := proc.CPUSeconds(os.Getpid())
 	tl := plot.Record(&plot.Progress{W: os.Stderr, What: "fanout " + fc.name + " deliveries"}, g.delivered.Load, want)
 	start := time.Now()
 	var sendErr atomic.Value
@@ -294,9 +297,9 @@ func runFanCase(ctx context.Context, c *config, t *target, fc fanCase, session s
 		}
 	}
 	end := g.waitDelivered(want, c.drainTimeout)
-	r.addSeries("deliveries_over_time", tl.Stop())
-	after, err := t.sample()
-	clientAfter, _ := cpuSeconds(os.Getpid())
+	r.AddSeries("deliveries_over_time", tl.Stop())
+	after, err := t.Sample()
+	clientAfter, _ := proc.CPUSeconds(os.Getpid())
 	g.close()
 	if err != nil {
 		r.Error = err.Error()
@@ -305,7 +308,7 @@ func runFanCase(ctx context.Context, c *config, t *target, fc fanCase, session s
 	if e, ok := sendErr.Load().(string); ok {
 		r.Notes = append(r.Notes, "send error: "+e)
 	}
-	var all latencies
+	var all report.Latencies
 	ooo := 0
 	for _, m := range g.members {
 		all = append(all, m.lat...)
@@ -313,22 +316,22 @@ func runFanCase(ctx context.Context, c *config, t *target, fc fanCase, session s
 	}
 	got := int64(len(all))
 	dur := end.Sub(start).Seconds()
-	r.add("expected", "", float64(want))
-	r.add("delivered", "", float64(got))
-	r.add("lost", "", float64(want-got))
-	r.add("out_of_order", "", float64(ooo))
-	r.add("closed_by_server", "", float64(g.dropped.Load()))
-	r.add("duration", "s", dur)
-	r.add("deliveries_per_s", "1/s", float64(got)/dur)
-	all.addTo(&r, "")
-	cpu := after.cpu - before.cpu
-	r.add("server_cpu", "s", cpu)
-	r.add("server_cpu_ticks", "s", after.cpuTicks-before.cpuTicks)
+	r.Add("expected", "", float64(want))
+	r.Add("delivered", "", float64(got))
+	r.Add("lost", "", float64(want-got))
+	r.Add("out_of_order", "", float64(ooo))
+	r.Add("closed_by_server", "", float64(g.dropped.Load()))
+	r.Add("duration", "s", dur)
+	r.Add("deliveries_per_s", "1/s", float64(got)/dur)
+	all.AddTo(&r, "")
+	cpu := after.CPU - before.CPU
+	r.Add("server_cpu", "s", cpu)
+	r.Add("server_cpu_ticks", "s", after.CPUTicks-before.CPUTicks)
 	if got > 0 {
-		r.add("server_cpu_per_delivery", "µs", cpu/float64(got)*1e6)
+		r.Add("server_cpu_per_delivery", "µs", cpu/float64(got)*1e6)
 		// The client shares the cores: its cost bounds how much of the
 		// latency is the server's.
-		r.add("client_cpu_per_delivery", "µs", (clientAfter-clientBefore)/float64(got)*1e6)
+		r.Add("client_cpu_per_delivery", "µs", (clientAfter-clientBefore)/float64(got)*1e6)
 	}
 	return r
 }

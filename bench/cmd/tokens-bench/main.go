@@ -5,7 +5,7 @@
 // Rounds alternate off/on so that machine load affects both alike; compare
 // the ratios, not the absolute numbers (clients share the process and CPUs).
 //
-//	go run ./bench/tokens -rounds 3 -duration 3s -workers 16 -idle 2000
+//	go run ./bench/cmd/tokens-bench -rounds 3 -duration 3s -workers 16 -idle 2000
 package main
 
 import (
@@ -33,6 +33,7 @@ import (
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
 	"github.com/wsedge/wsedge/internal/jointoken"
+	"github.com/wsedge/wsedge/internal/testenv"
 )
 
 var secret = []byte("bench-secret-bench-secret-bench-secret")
@@ -101,17 +102,8 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func measure(v variant, dur time.Duration, workers, idle int) (float64, float64, error) {
-	addr, err := freeAddr()
+	addr, err := testenv.FreeLoopbackAddr()
 	if err != nil {
 		return 0, 0, err
 	}

@@ -3,18 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/wsedge/wsedge/bench/internal/proc"
+	"github.com/wsedge/wsedge/bench/internal/report"
 	"time"
 )
 
 // runPresence measures the round trip of {"type":"presence"} in sessions of
 // several sizes; requests are sequential, from one member.
-func runPresence(ctx context.Context, c *config, t *target) []result {
-	var out []result
+func runPresence(ctx context.Context, c *config, t *proc.Target) []report.Result {
+	var out []report.Result
 	for i, k := range c.presenceMembers {
 		time.Sleep(c.gap)
-		r := result{Target: t.name, Scenario: "presence", Case: fmt.Sprintf("%d members", k),
+		r := report.Result{Target: t.Name, Scenario: "presence", Case: fmt.Sprintf("%d members", k),
 			Params: map[string]any{"members": k, "requests": c.presenceRequests}}
-		g, err := joinGroup(ctx, t.url(fmt.Sprintf("/ws/session/presence-%d/", i)), k, 0, c.dialTimeout)
+		g, err := joinGroup(ctx, t.URL(fmt.Sprintf("/ws/session/presence-%d/", i)), k, 0, c.dialTimeout)
 		if err != nil {
 			r.Error = err.Error()
 			out = append(out, r)
@@ -22,15 +24,15 @@ func runPresence(ctx context.Context, c *config, t *target) []result {
 		}
 		// joinGroup started readers on every member; the querier needs its
 		// socket back, so it uses a fresh member of its own.
-		q, err := connectHello(ctx, t.url(fmt.Sprintf("/ws/session/presence-%d/", i)), nil, c.dialTimeout)
+		q, err := connectHello(ctx, t.URL(fmt.Sprintf("/ws/session/presence-%d/", i)), nil, c.dialTimeout)
 		if err != nil {
 			g.close()
 			r.Error = err.Error()
 			out = append(out, r)
 			continue
 		}
-		before, _ := t.sample()
-		lat := make(latencies, 0, c.presenceRequests)
+		before, _ := t.Sample()
+		lat := make(report.Latencies, 0, c.presenceRequests)
 		wrong := 0
 		for n := 0; n < c.presenceRequests; n++ {
 			t0 := time.Now()
@@ -44,14 +46,14 @@ func runPresence(ctx context.Context, c *config, t *target) []result {
 				wrong++
 			}
 		}
-		after, _ := t.sample()
-		q.close()
+		after, _ := t.Sample()
+		q.Close()
 		g.close()
-		r.add("requests", "", float64(len(lat)))
-		r.add("wrong_count", "", float64(wrong))
-		lat.addTo(&r, "")
+		r.Add("requests", "", float64(len(lat)))
+		r.Add("wrong_count", "", float64(wrong))
+		lat.AddTo(&r, "")
 		if len(lat) > 0 {
-			r.add("server_cpu_per_request", "µs", (after.cpu-before.cpu)/float64(len(lat))*1e6)
+			r.Add("server_cpu_per_request", "µs", (after.CPU-before.CPU)/float64(len(lat))*1e6)
 		}
 		out = append(out, r)
 	}

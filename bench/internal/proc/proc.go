@@ -1,6 +1,9 @@
-package main
+// Package proc starts the server processes a benchmark measures (so their
+// pids are known) and reads their RSS and CPU time from /proc.
+package proc
 
 import (
+	"github.com/wsedge/wsedge/internal/testenv"
 	"bufio"
 	"bytes"
 	"context"
@@ -20,51 +23,50 @@ import (
 
 // target is a server process under test, started and owned by the driver
 // so that its pid (RSS, CPU) is known.
-type target struct {
-	name    string
-	addr    string // host:port of the WebSocket listener
-	admin   string // host:port of /metrics
+type Target struct {
+	Name    string
+	Addr    string // host:port of the WebSocket listener
+	Admin   string // host:port of /metrics
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
+	health  string
 }
 
-// targetSpec says how to start a server: argv and extra environment.
-// ADDR/ADMIN_ADDR (env) and {addr}/{admin} (argv placeholders) are filled in.
-type targetSpec struct {
-	name string
-	argv []string
-	env  []string
+// Spec says how to start a server: argv and extra environment.
+// ADDR/ADMIN_ADDR (env) are set, and the placeholders {addr}, {admin},
+// {host}, {port} and {adminport} are filled in argv and Env.
+type Spec struct {
+	Name string
+	Argv []string
+	Env  []string
+	// HealthPath answers 200 once the server is ready (default "/health/").
+	HealthPath string
 }
 
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func startTarget(ctx context.Context, spec targetSpec, logDir string) (*target, error) {
-	addr, err := freePort()
+func Start(ctx context.Context, spec Spec, logDir string) (*Target, error) {
+	addr, err := testenv.FreeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
-	admin, err := freePort()
+	admin, err := testenv.FreeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
-	argv := make([]string, len(spec.argv))
-	for i, a := range spec.argv {
-		a = strings.ReplaceAll(a, "{addr}", addr)
-		argv[i] = strings.ReplaceAll(a, "{admin}", admin)
+	host, port, _ := net.SplitHostPort(addr)
+	_, adminPort, _ := net.SplitHostPort(admin)
+	fill := strings.NewReplacer("{addr}", addr, "{admin}", admin, "{host}", host, "{port}", port, "{adminport}", adminPort)
+	argv := make([]string, len(spec.Argv))
+	for i, a := range spec.Argv {
+		argv[i] = fill.Replace(a)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "ADDR="+addr, "ADMIN_ADDR="+admin)
-	cmd.Env = append(cmd.Env, spec.env...)
+	for _, e := range spec.Env {
+		cmd.Env = append(cmd.Env, fill.Replace(e))
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logPath := filepath.Join(logDir, spec.name+".log")
+	logPath := filepath.Join(logDir, spec.Name+".log")
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("server log: %w", err)
@@ -72,37 +74,40 @@ func startTarget(ctx context.Context, spec targetSpec, logDir string) (*target, 
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		lf.Close()
-		return nil, fmt.Errorf("start %s (%s): %w", spec.name, strings.Join(argv, " "), err)
+		return nil, fmt.Errorf("start %s (%s): %w", spec.Name, strings.Join(argv, " "), err)
 	}
-	t := &target{name: spec.name, addr: addr, admin: admin, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	t := &Target{Name: spec.Name, Addr: addr, Admin: admin, cmd: cmd, logPath: logPath, exited: make(chan struct{}), health: spec.HealthPath}
+	if t.health == "" {
+		t.health = "/health/"
+	}
 	go func() { _ = cmd.Wait(); lf.Close(); close(t.exited) }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if err := t.health(ctx); err == nil {
+		if err := t.Health(ctx); err == nil {
 			return t, nil
 		} else if time.Now().After(deadline) {
-			t.stop()
-			return nil, fmt.Errorf("%s did not answer /health/ within 15s: %w (log: %s)", spec.name, err, t.tail())
+			t.Stop()
+			return nil, fmt.Errorf("%s did not answer /health/ within 15s: %w (log: %s)", spec.Name, err, t.Tail())
 		}
 		select {
 		case <-t.exited:
-			return nil, fmt.Errorf("%s exited at start: %s", spec.name, t.tail())
+			return nil, fmt.Errorf("%s exited at start: %s", spec.Name, t.Tail())
 		case <-ctx.Done():
-			t.stop()
+			t.Stop()
 			return nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-func (t *target) pid() int { return t.cmd.Process.Pid }
+func (t *Target) PID() int { return t.cmd.Process.Pid }
 
-func (t *target) url(path string) string { return "ws://" + t.addr + path }
+func (t *Target) URL(path string) string { return "ws://" + t.Addr + path }
 
-func (t *target) health(ctx context.Context) error {
+func (t *Target) Health(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+"/health/", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.Addr+t.health, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -115,18 +120,18 @@ func (t *target) health(ctx context.Context) error {
 	return nil
 }
 
-// stop sends SIGTERM, then SIGKILL to the process group after 5 s.
-func (t *target) stop() {
-	_ = syscall.Kill(-t.pid(), syscall.SIGTERM)
+// Stop sends SIGTERM, then SIGKILL to the process group after 5 s.
+func (t *Target) Stop() {
+	_ = syscall.Kill(-t.PID(), syscall.SIGTERM)
 	select {
 	case <-t.exited:
 	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-t.pid(), syscall.SIGKILL)
+		_ = syscall.Kill(-t.PID(), syscall.SIGKILL)
 		<-t.exited
 	}
 }
 
-func (t *target) tail() string {
+func (t *Target) Tail() string {
 	b, _ := os.ReadFile(t.logPath)
 	if len(b) > 2000 {
 		b = b[len(b)-2000:]
@@ -134,8 +139,8 @@ func (t *target) tail() string {
 	return strings.TrimSpace(string(b))
 }
 
-// rssBytes reads VmRSS from /proc/<pid>/status.
-func rssBytes(pid int) (int64, error) {
+// RSSBytes reads VmRSS from /proc/<pid>/status.
+func RSSBytes(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, fmt.Errorf("rss: %w", err)
@@ -155,11 +160,11 @@ func rssBytes(pid int) (int64, error) {
 // clockTicks is USER_HZ, which is 100 on every Linux architecture Go runs on.
 const clockTicks = 100
 
-// cpuSeconds returns the CPU time a process has used. It sums the on-CPU
+// CPUSeconds returns the CPU time a process has used. It sums the on-CPU
 // nanoseconds of its threads (/proc/<pid>/task/*/schedstat), which resolves
 // far below the 10 ms ticks of utime+stime; Go threads rarely exit, so
 // little is lost. Without schedstat it falls back to /proc/<pid>/stat.
-func cpuSeconds(pid int) (float64, error) {
+func CPUSeconds(pid int) (float64, error) {
 	if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
 		var ns int64
 		ok := true
@@ -184,11 +189,11 @@ func cpuSeconds(pid int) (float64, error) {
 			return float64(ns) / 1e9, nil
 		}
 	}
-	return statCPUSeconds(pid)
+	return StatCPUSeconds(pid)
 }
 
-// statCPUSeconds reads utime+stime of a process from /proc/<pid>/stat.
-func statCPUSeconds(pid int) (float64, error) {
+// StatCPUSeconds reads utime+stime of a process from /proc/<pid>/stat.
+func StatCPUSeconds(pid int) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, fmt.Errorf("cpu: %w", err)
@@ -210,11 +215,11 @@ func statCPUSeconds(pid int) (float64, error) {
 	return float64(ut+st) / clockTicks, nil
 }
 
-// goroutines scrapes go_goroutines from the admin /metrics endpoint.
-func (t *target) goroutines(ctx context.Context) (float64, error) {
+// Goroutines scrapes go_goroutines from the admin /metrics endpoint.
+func (t *Target) Goroutines(ctx context.Context) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.admin+"/metrics", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.Admin+"/metrics", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("scrape metrics: %w", err)
@@ -227,31 +232,31 @@ func (t *target) goroutines(ctx context.Context) (float64, error) {
 			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
 		}
 	}
-	return 0, fmt.Errorf("scrape metrics: no go_goroutines in %s/metrics", t.admin)
+	return 0, fmt.Errorf("scrape metrics: no go_goroutines in %s/metrics", t.Admin)
 }
 
-// sample is what the driver reads from the server around a phase.
-type sample struct {
-	at  time.Time
-	rss int64
-	cpu float64
-	// cpuTicks is utime+stime (10 ms resolution), kept as a cross-check
-	// of cpu, which misses threads that exited.
-	cpuTicks float64
+// Sample is what the driver reads from the server around a phase.
+type Sample struct {
+	At  time.Time
+	RSS int64   // bytes
+	CPU float64 // seconds
+	// CPUTicks is utime+stime (10 ms resolution), kept as a cross-check
+	// of CPU, which misses threads that exited.
+	CPUTicks float64
 }
 
-func (t *target) sample() (sample, error) {
-	rss, err := rssBytes(t.pid())
+func (t *Target) Sample() (Sample, error) {
+	rss, err := RSSBytes(t.PID())
 	if err != nil {
-		return sample{}, err
+		return Sample{}, err
 	}
-	cpu, err := cpuSeconds(t.pid())
+	cpu, err := CPUSeconds(t.PID())
 	if err != nil {
-		return sample{}, err
+		return Sample{}, err
 	}
-	ticks, err := statCPUSeconds(t.pid())
+	ticks, err := StatCPUSeconds(t.PID())
 	if err != nil {
-		return sample{}, err
+		return Sample{}, err
 	}
-	return sample{at: time.Now(), rss: rss, cpu: cpu, cpuTicks: ticks}, nil
+	return Sample{At: time.Now(), RSS: rss, CPU: cpu, CPUTicks: ticks}, nil
 }

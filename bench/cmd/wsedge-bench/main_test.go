@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/wsedge/wsedge/bench/internal/report"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,7 +45,7 @@ func TestDriverEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep report
+	var rep report.Report
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("JSON report: %v", err)
 	}
@@ -64,7 +65,7 @@ func TestDriverEndToEnd(t *testing.T) {
 		}
 		seen[r.Target+"/"+r.Scenario]++
 		for name, v := range want[r.Scenario] {
-			if got, ok := r.get(name); !ok || got != v {
+			if got, ok := r.Get(name); !ok || got != v {
 				t.Errorf("%s/%s on %s: %s = %v (present %v), want %v", r.Scenario, r.Case, r.Target, name, got, ok, v)
 			}
 		}

@@ -1,4 +1,4 @@
-package server
+package baseline
 
 import (
 	"context"
