@@ -37,7 +37,6 @@ import (
 	"sync/atomic"
 	"time"
 
-
 	"github.com/wsedge/wsedge/bench/internal/report"
 	"github.com/wsedge/wsedge/bench/internal/wsclient"
 	"github.com/wsedge/wsedge/bench/plot"

@@ -3,12 +3,12 @@
 package proc
 
 import (
-	"github.com/wsedge/wsedge/internal/testenv"
 	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/wsedge/wsedge/internal/testenv"
 	"io"
 	"net"
 	"net/http"
