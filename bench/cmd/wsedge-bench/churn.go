@@ -15,7 +15,7 @@ import (
 // runChurn opens, hellos and closes connections from many loops for a fixed
 // time. Source addresses rotate over 127.<run>.x.y because the client closes
 // first and its ports sit in TIME_WAIT.
-func runChurn(ctx context.Context, c *config, t *proc.Target) report.Result {
+func runChurn(ctx context.Context, c *config, t *server) report.Result {
 	r := report.Result{Target: t.Name, Scenario: "churn", Case: "connect+hello+close", Params: map[string]any{
 		"duration": c.churnDuration.String(), "workers": c.churnWorkers, "source_addresses": c.churnSources,
 	}}
@@ -28,7 +28,6 @@ func runChurn(ctx context.Context, c *config, t *proc.Target) report.Result {
 	clientBefore, _ := proc.CPUSeconds(os.Getpid())
 	var ok, failed atomic.Int64
 	var errOnce sync.Once
-	url := t.URL("/ws/session/churn/")
 	run := byte(100 + c.runSeq())
 	stop := time.Now().Add(c.churnDuration)
 	start := time.Now()
@@ -42,7 +41,7 @@ func runChurn(ctx context.Context, c *config, t *proc.Target) report.Result {
 				src := (w + i*c.churnWorkers) % c.churnSources
 				ip := net.IPv4(127, run, byte(src/250), 1+byte(src%250))
 				t0 := time.Now()
-				cl, err := connectHello(ctx, url, ip, c.dialTimeout)
+				cl, err := t.proto.join(ctx, t.Addr, "churn", ip, c.dialTimeout)
 				if err != nil {
 					failed.Add(1)
 					errOnce.Do(func() { r.Notes = append(r.Notes, "first error: "+err.Error()) })

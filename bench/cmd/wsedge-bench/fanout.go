@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"github.com/wsedge/wsedge/bench/internal/proc"
 	"github.com/wsedge/wsedge/bench/internal/report"
@@ -31,6 +30,8 @@ type group struct {
 	stopping  atomic.Bool
 	dropped   atomic.Int64 // readers that ended before stop
 	wg        sync.WaitGroup
+	proto     protocol
+	session   string
 }
 
 type member struct {
@@ -41,8 +42,10 @@ type member struct {
 
 // joinGroup connects n members to url and waits until presence lists them
 // all, so no broadcast is sent before every member has joined.
-func joinGroup(ctx context.Context, url string, n, senders int, timeout time.Duration) (*group, error) {
-	g := &group{clients: make([]*wsclient.Client, n), members: make([]*member, n)}
+//
+// Member i joins servers[i%len(servers)] (several with Redis).
+func joinGroup(ctx context.Context, servers []*server, session string, n, senders int, timeout time.Duration) (*group, error) {
+	g := &group{clients: make([]*wsclient.Client, n), members: make([]*member, n), proto: servers[0].proto, session: session}
 	var mu sync.Mutex
 	var firstErr error
 	idx := make(chan int)
@@ -52,7 +55,8 @@ func joinGroup(ctx context.Context, url string, n, senders int, timeout time.Dur
 		go func() {
 			defer wg.Done()
 			for i := range idx {
-				c, err := connectHello(ctx, url, net.IPv4(127, 0, 0, byte(2+i%8)), timeout)
+				sv := servers[i%len(servers)]
+				c, err := sv.proto.join(ctx, sv.Addr, session, net.IPv4(127, 0, 0, byte(2+i%8)), timeout)
 				if err != nil {
 					mu.Lock()
 					firstErr = err
@@ -74,7 +78,7 @@ func joinGroup(ctx context.Context, url string, n, senders int, timeout time.Dur
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got, err := askPresence(g.clients[0], timeout)
+		got, err := g.proto.askPresence(g.clients[0], session, timeout)
 		if err != nil {
 			g.close()
 			return nil, err
@@ -100,25 +104,6 @@ func joinGroup(ctx context.Context, url string, n, senders int, timeout time.Dur
 	return g, nil
 }
 
-func askPresence(c *wsclient.Client, timeout time.Duration) (int, error) {
-	if err := c.WriteText([]byte(`{"type":"presence"}`)); err != nil {
-		return 0, fmt.Errorf("presence: %w", err)
-	}
-	for {
-		p, err := c.NextText(timeout)
-		if err != nil {
-			return 0, fmt.Errorf("presence reply: %w", err)
-		}
-		var rep struct {
-			Type  string `json:"type"`
-			Count int    `json:"count"`
-		}
-		if json.Unmarshal(p, &rep) == nil && rep.Type == "presence" {
-			return rep.Count, nil
-		}
-	}
-}
-
 func (g *group) read(c *wsclient.Client, m *member) {
 	defer g.wg.Done()
 	for {
@@ -130,29 +115,38 @@ func (g *group) read(c *wsclient.Client, m *member) {
 			return
 		}
 		now := time.Now().UnixNano()
-		i := bytes.Index(p, msgMarker)
-		if i < 0 {
-			continue
-		}
-		f := bytes.SplitN(p[i+len(msgMarker):], []byte(":"), 3)
-		if len(f) != 3 {
-			continue
-		}
-		sender, _ := strconv.Atoi(string(f[0]))
-		seq, _ := strconv.ParseInt(string(f[1]), 10, 64)
-		end := bytes.IndexByte(f[2], '"')
-		if end < 0 {
-			continue
-		}
-		ts, _ := strconv.ParseInt(string(f[2][:end]), 10, 64)
-		m.lat = append(m.lat, now-ts)
-		if sender >= 0 && sender < len(m.lastSeq) {
-			if seq <= m.lastSeq[sender] {
-				m.ooo++
+		if a := g.proto.answer(p); a != nil {
+			if err := c.WriteText(a); err != nil {
+				continue // the next read reports the broken socket
 			}
-			m.lastSeq[sender] = seq
 		}
-		g.delivered.Add(1)
+		// A frame may batch several broadcasts (Centrifugo does).
+		for {
+			i := bytes.Index(p, msgMarker)
+			if i < 0 {
+				break
+			}
+			p = p[i+len(msgMarker):]
+			f := bytes.SplitN(p, []byte(":"), 3)
+			if len(f) != 3 {
+				break
+			}
+			sender, _ := strconv.Atoi(string(f[0]))
+			seq, _ := strconv.ParseInt(string(f[1]), 10, 64)
+			end := bytes.IndexByte(f[2], '"')
+			if end < 0 {
+				break
+			}
+			ts, _ := strconv.ParseInt(string(f[2][:end]), 10, 64)
+			m.lat = append(m.lat, now-ts)
+			if sender >= 0 && sender < len(m.lastSeq) {
+				if seq <= m.lastSeq[sender] {
+					m.ooo++
+				}
+				m.lastSeq[sender] = seq
+			}
+			g.delivered.Add(1)
+		}
 	}
 }
 
@@ -186,21 +180,18 @@ func (g *group) close() {
 
 // sender writes benchmark broadcasts from one member.
 type sender struct {
-	c   *wsclient.Client
-	id  int
-	buf []byte
+	c       *wsclient.Client
+	id      int
+	proto   protocol
+	session string
+	msg     []byte
+	buf     []byte
 }
 
 func (s *sender) send(seq int64) error {
-	b := append(s.buf[:0], `{"type":"broadcast","msg":"wsb:`...)
-	b = strconv.AppendInt(b, int64(s.id), 10)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, seq, 10)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, time.Now().UnixNano(), 10)
-	b = append(b, `"}`...)
-	s.buf = b
-	return s.c.WriteText(b)
+	s.msg = appendMarker(s.msg[:0], s.id, seq)
+	s.buf = s.proto.appendBroadcast(s.buf[:0], s.session, uint32(seq), s.msg)
+	return s.c.WriteText(s.buf)
 }
 
 type fanCase struct {
@@ -213,7 +204,7 @@ type fanCase struct {
 	allAtOnce bool    // every sender fires at once (storm)
 }
 
-func runFanout(ctx context.Context, c *config, t *proc.Target) []report.Result {
+func runFanout(ctx context.Context, c *config, t *server) []report.Result {
 	cases := []fanCase{
 		{name: fmt.Sprintf("%d listeners, %d broadcasts at %g/s", c.fanListeners, c.fanBroadcasts, c.fanRate),
 			members: c.fanListeners, senders: 1, each: c.fanBroadcasts, rate: c.fanRate},
@@ -225,23 +216,25 @@ func runFanout(ctx context.Context, c *config, t *proc.Target) []report.Result {
 	var out []report.Result
 	for i, fc := range cases {
 		time.Sleep(c.gap)
-		out = append(out, runFanCase(ctx, c, t, fc, fmt.Sprintf("fanout-%d", i)))
+		out = append(out, runFanCase(ctx, c, t.Name, []*server{t}, fc, fmt.Sprintf("fanout-%d", i)))
 	}
 	return out
 }
 
-func runFanCase(ctx context.Context, c *config, t *proc.Target, fc fanCase, session string) report.Result {
-	r := report.Result{Target: t.Name, Scenario: "fanout", Case: fc.name, Params: map[string]any{
+// runFanCase runs one case with its members spread over servers (one, or
+// several instances sharing Redis); server CPU is their sum.
+func runFanCase(ctx context.Context, c *config, name string, servers []*server, fc fanCase, session string) report.Result {
+	r := report.Result{Target: name, Scenario: "fanout", Case: fc.name, Params: map[string]any{
 		"members": fc.members, "senders": fc.senders, "broadcasts_per_sender": fc.each,
 		"rate_per_s": fc.rate, "window": fc.window,
 	}}
-	g, err := joinGroup(ctx, t.URL("/ws/session/"+session+"/"), fc.members, fc.senders, c.dialTimeout)
+	g, err := joinGroup(ctx, servers, session, fc.members, fc.senders, c.dialTimeout)
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
 	want := int64(fc.senders) * int64(fc.each) * int64(fc.members)
-	before, err := t.Sample()
+	before, err := sampleAll(servers)
 	if err != nil {
 		g.close()
 		r.Error = err.Error()
@@ -266,13 +259,13 @@ func runFanCase(ctx context.Context, c *config, t *proc.Target, fc fanCase, sess
 						return
 					}
 				}
-			}(&sender{c: g.clients[i], id: i})
+			}(&sender{c: g.clients[i], id: i, proto: g.proto, session: g.session})
 		}
 		start = time.Now()
 		close(gate)
 		wg.Wait()
 	case fc.rate > 0:
-		s := &sender{c: g.clients[0]}
+		s := &sender{c: g.clients[0], proto: g.proto, session: g.session}
 		interval := time.Duration(float64(time.Second) / fc.rate)
 		for q := 0; q < fc.each; q++ {
 			time.Sleep(time.Until(start.Add(time.Duration(q) * interval)))
@@ -282,7 +275,7 @@ func runFanCase(ctx context.Context, c *config, t *proc.Target, fc fanCase, sess
 			}
 		}
 	default:
-		s := &sender{c: g.clients[0]}
+		s := &sender{c: g.clients[0], proto: g.proto, session: g.session}
 		per := int64(fc.members)
 		for q := 0; q < fc.each; q++ {
 			// Keep at most window broadcasts undelivered so the measurement is
@@ -298,7 +291,7 @@ func runFanCase(ctx context.Context, c *config, t *proc.Target, fc fanCase, sess
 	}
 	end := g.waitDelivered(want, c.drainTimeout)
 	r.AddSeries("deliveries_over_time", tl.Stop())
-	after, err := t.Sample()
+	after, err := sampleAll(servers)
 	clientAfter, _ := proc.CPUSeconds(os.Getpid())
 	g.close()
 	if err != nil {
@@ -334,4 +327,17 @@ func runFanCase(ctx context.Context, c *config, t *proc.Target, fc fanCase, sess
 		r.Add("client_cpu_per_delivery", "µs", (clientAfter-clientBefore)/float64(got)*1e6)
 	}
 	return r
+}
+
+// sampleAll sums the RSS and CPU of servers.
+func sampleAll(servers []*server) (proc.Sample, error) {
+	var sum proc.Sample
+	for _, s := range servers {
+		x, err := s.Sample()
+		if err != nil {
+			return sum, err
+		}
+		sum.At, sum.RSS, sum.CPU, sum.CPUTicks = x.At, sum.RSS+x.RSS, sum.CPU+x.CPU, sum.CPUTicks+x.CPUTicks
+	}
+	return sum, nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/wsedge/wsedge/bench/internal/proc"
 	"github.com/wsedge/wsedge/bench/internal/report"
 	"github.com/wsedge/wsedge/bench/internal/wsclient"
 	"io"
@@ -33,7 +32,8 @@ type idleReport struct {
 // stdin closes, then reports how many the server closed in the meantime.
 func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("idle-client", flag.ContinueOnError)
-	base := fs.String("url", "", "ws://host:port")
+	addr := fs.String("addr", "", "server host:port")
+	protoName := fs.String("proto", "wsedge", "protocol: wsedge, baseline (session protocol) or centrifugo")
 	n := fs.Int("n", 0, "sockets")
 	offset := fs.Int("offset", 0, "global index of the first socket (names sessions)")
 	size := fs.Int("session-size", 100, "members per session")
@@ -44,6 +44,7 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 		return err
 	}
 	ip := net.ParseIP(*src)
+	proto := protocolFor(*protoName)
 	var (
 		mu      sync.Mutex
 		clients []*wsclient.Client
@@ -60,8 +61,7 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 		go func() {
 			defer dialers.Done()
 			for i := range next {
-				url := fmt.Sprintf("%s/ws/session/idle-%d/", *base, i / *size)
-				c, err := connectHello(ctx, url, ip, *timeout)
+				c, err := proto.join(ctx, *addr, fmt.Sprintf("idle-%d", i / *size), ip, *timeout)
 				mu.Lock()
 				if err != nil {
 					failed++
@@ -79,7 +79,13 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 					// Reading answers the server's pings; any end before the
 					// release is a connection the server dropped.
 					for {
-						if _, _, err := c.Next(); err != nil {
+						_, p, err := c.Next()
+						if err == nil {
+							if a := proto.answer(p); a != nil {
+								err = c.WriteText(a)
+							}
+						}
+						if err != nil {
 							select {
 							case <-release:
 							default:
@@ -116,7 +122,7 @@ type idleChild struct {
 	out   *bufio.Scanner
 }
 
-func runIdle(ctx context.Context, c *config, t *proc.Target) report.Result {
+func runIdle(ctx context.Context, c *config, t *server) report.Result {
 	r := report.Result{Target: t.Name, Scenario: "idle", Case: fmt.Sprintf("%d conns", c.idleConns), Params: map[string]any{
 		"conns": c.idleConns, "per_process": c.idlePerProc, "session_size": c.idleSessionSize, "settle": c.idleSettle.String(),
 	}}
@@ -150,7 +156,7 @@ func runIdle(ctx context.Context, c *config, t *proc.Target) report.Result {
 	for i, off := 0, 0; off < c.idleConns; i++ {
 		n := min(c.idlePerProc, c.idleConns-off)
 		cmd := exec.CommandContext(ctx, self,
-			"-url", "ws://"+t.Addr, "-n", fmt.Sprint(n), "-offset", fmt.Sprint(off),
+			"-addr", t.Addr, "-proto", t.Name, "-n", fmt.Sprint(n), "-offset", fmt.Sprint(off),
 			"-session-size", fmt.Sprint(c.idleSessionSize), "-src", fmt.Sprintf("127.%d.0.%d", 10+c.runSeq(), 10+i),
 			"-concurrency", fmt.Sprint(c.idleConcurrency), "-timeout", c.dialTimeout.String())
 		cmd.Env = append(os.Environ(), roleEnv+"=idle-client")
@@ -208,7 +214,7 @@ func runIdle(ctx context.Context, c *config, t *proc.Target) report.Result {
 	// Check that the server counts the sockets as hello'd members: a session
 	// of the idle set must list session_size+1 members including the checker.
 	if want := min(c.idleSessionSize, ready) + 1; ready > 0 {
-		if got, err := presenceCount(ctx, t.URL("/ws/session/idle-0/"), c.dialTimeout); err != nil {
+		if got, err := presenceCount(ctx, t, "idle-0", c.dialTimeout); err != nil {
 			r.Notes = append(r.Notes, "presence check: "+err.Error())
 		} else if got != want {
 			r.Notes = append(r.Notes, fmt.Sprintf("presence check: idle-0 has %d members, want %d", got, want))
@@ -241,11 +247,11 @@ func runIdle(ctx context.Context, c *config, t *proc.Target) report.Result {
 }
 
 // presenceCount joins a session and returns the count of its presence reply.
-func presenceCount(ctx context.Context, url string, timeout time.Duration) (int, error) {
-	c, err := connectHello(ctx, url, nil, timeout)
+func presenceCount(ctx context.Context, t *server, session string, timeout time.Duration) (int, error) {
+	c, err := t.proto.join(ctx, t.Addr, session, nil, timeout)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	return askPresence(c, timeout)
+	return t.proto.askPresence(c, session, timeout)
 }

@@ -17,12 +17,16 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/wsedge/wsedge/bench/baseline"
+	"github.com/wsedge/wsedge/bench/internal/centrifugo"
+	"github.com/wsedge/wsedge/internal/testenv"
 )
 
 // roleEnv selects what a re-executed copy of this binary does.
@@ -98,6 +102,13 @@ type config struct {
 	churnWorkers  int
 	churnSources  int
 
+	centrifugoCmd   string
+	crossInstances  int
+	crossListeners  int
+	crossBroadcasts int
+	crossRate       float64
+	title           string
+
 	// runs counts scenario runs so that each uses its own range of source
 	// addresses: the previous run's client ports may still be in TIME_WAIT.
 	runs int
@@ -111,7 +122,14 @@ func (c *config) runSeq() int {
 func parseFlags(args []string) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("wsedge-bench", flag.ContinueOnError)
-	scen := fs.String("scenarios", "idle,fanout,presence,churn", "comma-separated scenarios: idle, fanout, presence, churn")
+	scen := fs.String("scenarios", "idle,fanout,presence,churn", "comma-separated scenarios: idle, fanout, presence, churn, cross (instances sharing Redis; wsedge and centrifugo only)")
+	peers := fs.Bool("peers", false, "the peer comparison: targets wsedge,centrifugo,baseline, scenarios idle,fanout,presence,churn,cross, presence at 1000,5000 members (explicit flags still win)")
+	quick := fs.Bool("quick", false, "a smoke run at small sizes (under 2 minutes with -peers; explicit flags still win)")
+	fs.StringVar(&c.centrifugoCmd, "centrifugo-cmd", "", "Centrifugo binary ("+centrifugo.Version+"); adds the target centrifugo")
+	fs.IntVar(&c.crossInstances, "cross-instances", 3, "cross: instances sharing one Redis")
+	fs.IntVar(&c.crossListeners, "cross-listeners", 300, "cross: members spread over the instances (the sender is on the first)")
+	fs.IntVar(&c.crossBroadcasts, "cross-broadcasts", 1000, "cross: broadcasts sent")
+	fs.Float64Var(&c.crossRate, "cross-rate", 200, "cross: broadcasts per second")
 	fs.StringVar(&c.serverCmd, "server-cmd", "", "wsedge command line (e.g. bin/wsedge); it gets ADDR, ADMIN_ADDR and -server-env; empty: baseline only")
 	env := fs.String("server-env", "DEBUG=1", "comma-separated KEY=VALUE added to the wsedge environment")
 	fs.StringVar(&c.baselineCmd, "baseline-cmd", "", "baseline command line taking ADDR/ADMIN_ADDR; empty: this binary in the baseline role")
@@ -149,9 +167,39 @@ func parseFlags(args []string) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// preset overrides a default the command line did not set.
+	preset := func(name, v string) {
+		if !set[name] {
+			_ = fs.Set(name, v)
+		}
+	}
+	if *peers {
+		preset("targets", "wsedge,centrifugo,baseline")
+		preset("scenarios", "idle,fanout,presence,churn,cross")
+		preset("presence-members", "1000,5000")
+		// wsedge lists 1,000 members by default; Centrifugo lists all, so
+		// both answer with every member.
+		preset("server-env", "DEBUG=1,PRESENCE_MAX_MEMBERS=10000")
+		c.title = "wsedge vs Centrifugo " + centrifugo.Version + " vs baseline"
+	}
+	if *quick {
+		for k, v := range map[string]string{
+			"idle-conns": "3000", "idle-per-proc": "1500", "idle-settle": "2s",
+			"fanout-listeners": "200", "fanout-broadcasts": "50", "fanout-full-broadcasts": "300",
+			"storm-conns": "50", "storm-broadcasts": "5", "presence-requests": "50",
+			"churn-duration": "2s", "cross-listeners": "90", "cross-broadcasts": "100", "cross-rate": "100", "gap": "300ms",
+		} {
+			preset(k, v)
+		}
+		if *peers {
+			preset("presence-members", "100,500")
+		}
+	}
 	c.scenarios = splitList(*scen)
 	for _, s := range c.scenarios {
-		if !slices.Contains([]string{"idle", "fanout", "presence", "churn"}, s) {
+		if !slices.Contains([]string{"idle", "fanout", "presence", "churn", "cross"}, s) {
 			return nil, fmt.Errorf("-scenarios: unknown scenario %q", s)
 		}
 	}
@@ -167,7 +215,9 @@ func parseFlags(args []string) (*config, error) {
 		switch {
 		case t == "wsedge" && c.serverCmd == "":
 			return nil, fmt.Errorf("-targets includes wsedge but -server-cmd is empty")
-		case t != "wsedge" && t != "baseline":
+		case t == "centrifugo" && c.centrifugoCmd == "":
+			return nil, fmt.Errorf("-targets includes centrifugo but -centrifugo-cmd is empty")
+		case t != "wsedge" && t != "baseline" && t != "centrifugo":
 			return nil, fmt.Errorf("-targets: unknown target %q", t)
 		}
 	}
@@ -180,6 +230,9 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if c.idlePerProc < 1 || c.idlePerProc > 19000 {
 		return nil, fmt.Errorf("-idle-per-proc must be between 1 and 19000")
+	}
+	if c.crossInstances < 1 || c.crossListeners < c.crossInstances || c.crossRate <= 0 {
+		return nil, fmt.Errorf("cross: instances ≥ 1, listeners ≥ instances and rate > 0 needed")
 	}
 	if c.fanListeners < 1 || c.stormConns < 1 || c.fullWindow < 1 || c.fanRate <= 0 {
 		return nil, fmt.Errorf("fanout listeners, storm conns, window and rate must be positive")
@@ -197,19 +250,44 @@ func splitList(s string) []string {
 	return out
 }
 
-func (c *config) spec(name string) (proc.Spec, error) {
+// spec says how to start target name; redisURL (cross) joins the instance
+// to a Redis shared with its siblings, instance numbers them (0: the only).
+func (c *config) spec(name, redisURL string, instance int) (proc.Spec, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return proc.Spec{}, fmt.Errorf("find own binary: %w", err)
 	}
+	logName := name
+	if instance > 0 {
+		logName = fmt.Sprintf("%s-%d", name, instance)
+	}
 	switch name {
 	case "wsedge":
-		return proc.Spec{Name: name, Argv: strings.Fields(c.serverCmd), Env: c.serverEnv}, nil
+		env := slices.Clone(c.serverEnv)
+		if redisURL != "" {
+			env = append(env, "REDIS_URL="+redisURL, "INSTANCE_ID="+logName)
+		}
+		return proc.Spec{Name: logName, Argv: strings.Fields(c.serverCmd), Env: env}, nil
+	case "centrifugo":
+		cfg, err := centrifugo.Config(centrifugo.Settings{RedisAddress: redisURL, APIKey: "bench-api-key-unused"})
+		if err != nil {
+			return proc.Spec{}, err
+		}
+		path := filepath.Join(c.logDir, logName+".json")
+		if err := os.WriteFile(path, cfg, 0o600); err != nil {
+			return proc.Spec{}, fmt.Errorf("centrifugo config: %w", err)
+		}
+		// /health and /metrics are internal endpoints: they answer on
+		// the internal port, which takes the driver's admin address.
+		return proc.Spec{Name: logName, Argv: []string{c.centrifugoCmd, "--config", path,
+			"--http_server.address", "{host}", "--http_server.port", "{port}",
+			"--http_server.internal_address", "{host}", "--http_server.internal_port", "{adminport}"},
+			HealthPath: centrifugo.HealthPath, HealthOnAdmin: true}, nil
 	default:
 		if c.baselineCmd != "" {
-			return proc.Spec{Name: name, Argv: strings.Fields(c.baselineCmd)}, nil
+			return proc.Spec{Name: logName, Argv: strings.Fields(c.baselineCmd)}, nil
 		}
-		return proc.Spec{Name: name, Argv: []string{self}, Env: []string{roleEnv + "=baseline"}}, nil
+		return proc.Spec{Name: logName, Argv: []string{self}, Env: []string{roleEnv + "=baseline"}}, nil
 	}
 }
 
@@ -228,17 +306,17 @@ func runDriver(ctx context.Context, args []string, stdout *os.File) error {
 		Command:     "wsedge-bench " + strings.Join(args, " "),
 		Machine:     report.DescribeMachine(),
 		Targets:     c.targets,
+		Title:       c.title,
 	}
 	// Each scenario runs against every target before the next scenario, on a
 	// fresh server process, so one scenario's leftovers cannot skew another.
 	for _, sc := range c.scenarios {
 		for _, tn := range c.targets {
-			spec, err := c.spec(tn)
-			if err != nil {
-				return err
+			if sc == "cross" && tn == "baseline" {
+				continue // one process, no Redis
 			}
 			fmt.Fprintf(os.Stderr, "== %s on %s\n", sc, tn)
-			rs, err := runScenario(ctx, c, spec, sc)
+			rs, err := runScenario(ctx, c, tn, sc)
 			if err != nil {
 				return fmt.Errorf("%s on %s: %w", sc, tn, err)
 			}
@@ -278,12 +356,20 @@ func runDriver(ctx context.Context, args []string, stdout *os.File) error {
 	return rep.WriteMarkdown(stdout)
 }
 
-func runScenario(ctx context.Context, c *config, spec proc.Spec, sc string) ([]report.Result, error) {
-	t, err := proc.Start(ctx, spec, c.logDir)
+func runScenario(ctx context.Context, c *config, name, sc string) ([]report.Result, error) {
+	if sc == "cross" {
+		return runCross(ctx, c, name)
+	}
+	spec, err := c.spec(name, "", 0)
 	if err != nil {
 		return nil, err
 	}
-	defer t.Stop()
+	pt, err := proc.Start(ctx, spec, c.logDir)
+	if err != nil {
+		return nil, err
+	}
+	defer pt.Stop()
+	t := &server{Target: pt, proto: protocolFor(name)}
 	switch sc {
 	case "idle":
 		return []report.Result{runIdle(ctx, c, t)}, nil
@@ -294,4 +380,68 @@ func runScenario(ctx context.Context, c *config, spec proc.Spec, sc string) ([]r
 	default:
 		return []report.Result{runChurn(ctx, c, t)}, nil
 	}
+}
+
+// runCross starts a Redis and c.crossInstances instances of target name on
+// it, spreads c.crossListeners members over them and sends paced
+// broadcasts from a member of the first: every delivery to a member of
+// another instance went through Redis.
+func runCross(ctx context.Context, c *config, name string) ([]report.Result, error) {
+	dir, err := os.MkdirTemp(c.logDir, "redis-")
+	if err != nil {
+		return nil, fmt.Errorf("redis dir: %w", err)
+	}
+	rd, err := testenv.LaunchRedis(dir)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	defer rd.Kill()
+	var servers []*server
+	defer func() {
+		for _, s := range servers {
+			s.Stop()
+		}
+	}()
+	for i := 1; i <= c.crossInstances; i++ {
+		spec, err := c.spec(name, rd.URL(), i)
+		if err != nil {
+			return nil, err
+		}
+		pt, err := proc.Start(ctx, spec, c.logDir)
+		if err != nil {
+			return nil, err
+		}
+		servers = append(servers, &server{Target: pt, proto: protocolFor(name)})
+	}
+	time.Sleep(c.gap)
+	fc := fanCase{name: fmt.Sprintf("%d instances + Redis, %d listeners, %d broadcasts at %g/s", c.crossInstances, c.crossListeners, c.crossBroadcasts, c.crossRate),
+		members: c.crossListeners, senders: 1, each: c.crossBroadcasts, rate: c.crossRate}
+	r := runFanCase(ctx, c, name, servers, fc, "cross-0")
+	r.Scenario = "cross"
+	r.Params["instances"] = c.crossInstances
+	r.Params["redis"] = "standalone"
+	if cpu, err := redisCPU(rd); err == nil {
+		r.Notes = append(r.Notes, fmt.Sprintf("Redis CPU over the whole run (start-up and joins included): %.2f s", cpu))
+	}
+	return []report.Result{r}, nil
+}
+
+// redisCPU is used_cpu_sys+used_cpu_user from INFO cpu.
+func redisCPU(r *testenv.Redis) (float64, error) {
+	info, err := r.Command("INFO", "cpu")
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, l := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("INFO cpu %s: %w", k, err)
+			}
+			sum += f
+		}
+	}
+	return sum, nil
 }

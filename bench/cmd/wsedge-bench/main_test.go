@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"github.com/wsedge/wsedge/bench/internal/report"
 	"os"
 	"path/filepath"
@@ -106,9 +107,12 @@ func TestDriverEndToEnd(t *testing.T) {
 
 func TestParseFlags(t *testing.T) {
 	for _, tc := range []struct {
-		args    []string
-		targets string
-		bad     bool
+		args      []string
+		targets   string
+		scenarios string
+		members   string
+		idle      int
+		bad       bool
 	}{
 		{args: nil, targets: "baseline"},
 		{args: []string{"-server-cmd", "bin/wsedge"}, targets: "wsedge,baseline"},
@@ -117,14 +121,34 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"-presence-members", "10,x"}, bad: true},
 		{args: []string{"-idle-per-proc", "20000"}, bad: true},
 		{args: []string{"stray"}, bad: true},
+		{args: []string{"-peers", "-server-cmd", "w"}, bad: true}, // centrifugo without -centrifugo-cmd
+		{args: []string{"-peers", "-server-cmd", "w", "-centrifugo-cmd", "c"}, targets: "wsedge,centrifugo,baseline",
+			scenarios: "idle,fanout,presence,churn,cross", members: "1000,5000", idle: 19000},
+		{args: []string{"-peers", "-quick", "-server-cmd", "w", "-centrifugo-cmd", "c", "-idle-conns", "7"}, targets: "wsedge,centrifugo,baseline",
+			scenarios: "idle,fanout,presence,churn,cross", members: "100,500", idle: 7},
+		{args: []string{"-peers", "-server-cmd", "w", "-centrifugo-cmd", "c", "-targets", "wsedge,centrifugo"}, targets: "wsedge,centrifugo",
+			scenarios: "idle,fanout,presence,churn,cross", members: "1000,5000", idle: 19000},
+		{args: []string{"-scenarios", "cross", "-cross-listeners", "2", "-cross-instances", "3"}, bad: true},
 	} {
 		c, err := parseFlags(tc.args)
 		if (err != nil) != tc.bad {
 			t.Errorf("parseFlags(%q): err %v, want bad=%v", tc.args, err, tc.bad)
 			continue
 		}
-		if !tc.bad && strings.Join(c.targets, ",") != tc.targets {
+		if tc.bad {
+			continue
+		}
+		if strings.Join(c.targets, ",") != tc.targets {
 			t.Errorf("parseFlags(%q): targets %v, want %s", tc.args, c.targets, tc.targets)
+		}
+		if tc.scenarios != "" && strings.Join(c.scenarios, ",") != tc.scenarios {
+			t.Errorf("parseFlags(%q): scenarios %v, want %s", tc.args, c.scenarios, tc.scenarios)
+		}
+		if tc.members != "" && fmt.Sprint(c.presenceMembers) != "["+strings.ReplaceAll(tc.members, ",", " ")+"]" {
+			t.Errorf("parseFlags(%q): presence members %v, want %s", tc.args, c.presenceMembers, tc.members)
+		}
+		if tc.idle != 0 && c.idleConns != tc.idle {
+			t.Errorf("parseFlags(%q): idle conns %d, want %d", tc.args, c.idleConns, tc.idle)
 		}
 	}
 }

@@ -3,20 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/wsedge/wsedge/bench/internal/proc"
 	"github.com/wsedge/wsedge/bench/internal/report"
 	"time"
 )
 
 // runPresence measures the round trip of {"type":"presence"} in sessions of
 // several sizes; requests are sequential, from one member.
-func runPresence(ctx context.Context, c *config, t *proc.Target) []report.Result {
+func runPresence(ctx context.Context, c *config, t *server) []report.Result {
 	var out []report.Result
 	for i, k := range c.presenceMembers {
 		time.Sleep(c.gap)
 		r := report.Result{Target: t.Name, Scenario: "presence", Case: fmt.Sprintf("%d members", k),
 			Params: map[string]any{"members": k, "requests": c.presenceRequests}}
-		g, err := joinGroup(ctx, t.URL(fmt.Sprintf("/ws/session/presence-%d/", i)), k, 0, c.dialTimeout)
+		session := fmt.Sprintf("presence-%d", i)
+		g, err := joinGroup(ctx, []*server{t}, session, k, 0, c.dialTimeout)
 		if err != nil {
 			r.Error = err.Error()
 			out = append(out, r)
@@ -24,7 +24,7 @@ func runPresence(ctx context.Context, c *config, t *proc.Target) []report.Result
 		}
 		// joinGroup started readers on every member; the querier needs its
 		// socket back, so it uses a fresh member of its own.
-		q, err := connectHello(ctx, t.URL(fmt.Sprintf("/ws/session/presence-%d/", i)), nil, c.dialTimeout)
+		q, err := t.proto.join(ctx, t.Addr, session, nil, c.dialTimeout)
 		if err != nil {
 			g.close()
 			r.Error = err.Error()
@@ -36,7 +36,7 @@ func runPresence(ctx context.Context, c *config, t *proc.Target) []report.Result
 		wrong := 0
 		for n := 0; n < c.presenceRequests; n++ {
 			t0 := time.Now()
-			got, err := askPresence(q, c.dialTimeout)
+			got, err := t.proto.askPresence(q, session, c.dialTimeout)
 			if err != nil {
 				r.Error = err.Error()
 				break

@@ -31,6 +31,8 @@ type Target struct {
 	logPath string
 	exited  chan struct{}
 	health  string
+	// healthAddr is Addr or Admin, where health answers.
+	healthAddr string
 }
 
 // Spec says how to start a server: argv and extra environment.
@@ -40,8 +42,10 @@ type Spec struct {
 	Name string
 	Argv []string
 	Env  []string
-	// HealthPath answers 200 once the server is ready (default "/health/").
-	HealthPath string
+	// HealthPath answers 200 once the server is ready (default "/health/"),
+	// on the admin address with HealthOnAdmin, else on the main one.
+	HealthPath    string
+	HealthOnAdmin bool
 }
 
 func Start(ctx context.Context, spec Spec, logDir string) (*Target, error) {
@@ -80,6 +84,10 @@ func Start(ctx context.Context, spec Spec, logDir string) (*Target, error) {
 	if t.health == "" {
 		t.health = "/health/"
 	}
+	t.healthAddr = addr
+	if spec.HealthOnAdmin {
+		t.healthAddr = admin
+	}
 	go func() { _ = cmd.Wait(); lf.Close(); close(t.exited) }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -107,7 +115,7 @@ func (t *Target) URL(path string) string { return "ws://" + t.Addr + path }
 func (t *Target) Health(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.Addr+t.health, nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.healthAddr+t.health, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
