@@ -136,7 +136,9 @@ PEERS_CACHE ?= $(HOME)/.cache/wsedge-bench/centrifugo-$(CENTRIFUGO_VERSION)
 PEERS_OUT ?= bench/results/peers
 bench-peers: bench-bins
 	@test -x $(PEERS_CACHE)/centrifugo || { mkdir -p $(PEERS_CACHE) && \
-		cd $(PEERS_CACHE) && GOBIN=$(PEERS_CACHE) $(GO) install github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION); }
+		cd $(PEERS_CACHE) && GOBIN=$(PEERS_CACHE) $(GO) install \
+		-ldflags '-X github.com/centrifugal/centrifugo/v6/internal/build.Version=$(CENTRIFUGO_VERSION:v%=%)' \
+		github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION); }
 	bin/wsedge-bench -peers -server-cmd bin/wsedge -centrifugo-cmd $(PEERS_CACHE)/centrifugo \
 		$(if $(QUICK),-quick -json $(PEERS_OUT)-quick.json -md $(PEERS_OUT)-quick.md,-json $(PEERS_OUT).json -md $(PEERS_OUT).md)
 

@@ -9,13 +9,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"github.com/wsedge/wsedge/bench/internal/proc"
 	"github.com/wsedge/wsedge/bench/internal/report"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -47,6 +50,8 @@ func dispatch() int {
 		err = runDriver(ctx, os.Args[1:], os.Stdout)
 	case "baseline":
 		err = runBaseline(ctx, os.Args[1:])
+	case "version":
+		fmt.Println("wsedge-bench (its baseline role)")
 	case "idle-client":
 		err = runIdleClient(ctx, os.Args[1:], os.Stdin, os.Stdout)
 	default:
@@ -307,6 +312,26 @@ func runDriver(ctx context.Context, args []string, stdout *os.File) error {
 		Machine:     report.DescribeMachine(),
 		Targets:     c.targets,
 		Title:       c.title,
+		Versions:    map[string]string{},
+		Settings:    map[string]string{},
+	}
+	for _, t := range c.targets {
+		switch t {
+		case "wsedge":
+			rep.Versions[t] = versionOf(ctx, strings.Fields(c.serverCmd)[0])
+			rep.Settings["wsedge environment"] = strings.Join(c.serverEnv, " ")
+		case "centrifugo":
+			rep.Versions[t] = versionOf(ctx, c.centrifugoCmd)
+			cfg, err := centrifugo.Config(centrifugo.Settings{APIKey: "bench-api-key-unused"})
+			if err != nil {
+				return err
+			}
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, cfg); err != nil {
+				return fmt.Errorf("centrifugo config: %w", err)
+			}
+			rep.Settings["centrifugo config (memory engine; cross: engine redis)"] = compact.String()
+		}
 	}
 	// Each scenario runs against every target before the next scenario, on a
 	// fresh server process, so one scenario's leftovers cannot skew another.
@@ -444,4 +469,20 @@ func redisCPU(r *testenv.Redis) (float64, error) {
 		}
 	}
 	return sum, nil
+}
+
+// versionOf runs "<bin> version" and returns its first line.
+func versionOf(ctx context.Context, bin string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "version")
+	// A server that is this binary (tests) answers in the version role
+	// instead of running its driver or its tests again.
+	cmd.Env = append(os.Environ(), roleEnv+"=version")
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Sprintf("unknown (%s version: %v)", bin, err)
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
 }

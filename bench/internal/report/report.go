@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -82,7 +83,11 @@ type Report struct {
 	Command     string    `json:"command"`
 	Machine     Machine   `json:"machine"`
 	Targets     []string  `json:"targets"`
-	Results     []Result  `json:"results"`
+	// Versions and Settings say exactly what ran (e.g. "centrifugo" →
+	// its version line, "centrifugo config" → its configuration).
+	Versions map[string]string `json:"versions,omitempty"`
+	Settings map[string]string `json:"settings,omitempty"`
+	Results  []Result          `json:"results"`
 	// plots are the SVG files written next to the Markdown, by
 	// "scenario/case"; WriteMarkdown links them.
 	plots map[string][]string
@@ -133,6 +138,12 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 		rep.Machine.Kernel, rep.Machine.NoFile, rep.Command)
 	fmt.Fprintf(&b, "- load average (1/5/15 min) at start: %s, at end: %s\n", rep.Machine.LoadStart, rep.Machine.LoadEnd)
 	fmt.Fprintf(&b, "- client and server share the machine; the server process is started by the driver.\n")
+	for _, k := range slices.Sorted(maps.Keys(rep.Versions)) {
+		fmt.Fprintf(&b, "- version of %s: `%s`\n", k, rep.Versions[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(rep.Settings)) {
+		fmt.Fprintf(&b, "- %s: `%s`\n", k, rep.Settings[k])
+	}
 
 	type key struct{ scenario, cas string }
 	var order []key
