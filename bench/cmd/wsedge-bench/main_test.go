@@ -152,3 +152,23 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestPresenceHead(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		count int
+		ok    bool
+		bad   bool
+	}{
+		{`{"type":"presence","session_id":"11","count":2,"by_type":{"web":1},"members":[]}`, 2, true, false},
+		{`{"type":"presence","count":5000}`, 5000, true, false},
+		{`{"type":"session_message","msg":"x"}`, 0, false, false},
+		{`{"type":"presence","session_id":"11"}`, 0, true, true},
+		{`{"type":"presence","count":x,`, 0, true, true},
+	} {
+		n, ok, err := presenceHead([]byte(tc.in))
+		if n != tc.count || ok != tc.ok || (err != nil) != tc.bad {
+			t.Errorf("presenceHead(%s) = %d, %v, %v", tc.in, n, ok, err)
+		}
+	}
+}
