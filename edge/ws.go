@@ -49,7 +49,10 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	c.state = stWS
 	c.route = route
 	c.id = newConnID()
-	c.session = session
+	// A copy of the id alone: the substring would keep the whole request
+	// path alive for as long as the socket is open (16 B more per idle
+	// socket for a short id).
+	c.session = strings.Clone(session)
 	c.lastRx = time.Now().UnixNano()
 	c.openedAt = c.lastRx
 	s.wsOpen.Add(1)
