@@ -118,6 +118,16 @@ func (r *Redis) Restart() {
 	r.Start()
 }
 
+// PID is the server's process id (0 before it started).
+func (r *Redis) PID() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil || r.cmd.Process == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
 // Running reports whether the process is alive.
 func (r *Redis) Running() bool {
 	r.mu.Lock()

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/wsedge/wsedge/bench/internal/proc"
 	"github.com/wsedge/wsedge/bench/internal/report"
 	"github.com/wsedge/wsedge/bench/internal/wsclient"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +34,7 @@ type idleReport struct {
 // stdin closes, then reports how many the server closed in the meantime.
 func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("idle-client", flag.ContinueOnError)
-	addr := fs.String("addr", "", "server host:port")
+	addr := fs.String("addr", "", "server host:port, or several comma-separated (socket i joins the i-th modulo their number)")
 	protoName := fs.String("proto", "wsedge", "protocol: wsedge, baseline (session protocol) or centrifugo")
 	n := fs.Int("n", 0, "sockets")
 	offset := fs.Int("offset", 0, "global index of the first socket (names sessions)")
@@ -45,6 +47,7 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 	}
 	ip := net.ParseIP(*src)
 	proto := protocolFor(*protoName)
+	addrs := strings.Split(*addr, ",")
 	var (
 		mu      sync.Mutex
 		clients []*wsclient.Client
@@ -61,7 +64,7 @@ func runIdleClient(ctx context.Context, args []string, stdin io.Reader, stdout i
 		go func() {
 			defer dialers.Done()
 			for i := range next {
-				c, err := proto.join(ctx, *addr, fmt.Sprintf("idle-%d", i / *size), ip, *timeout)
+				c, err := proto.join(ctx, addrs[i%len(addrs)], fmt.Sprintf("idle-%d", i / *size), ip, *timeout)
 				mu.Lock()
 				if err != nil {
 					failed++
@@ -122,8 +125,55 @@ type idleChild struct {
 	out   *bufio.Scanner
 }
 
-func runIdle(ctx context.Context, c *config, t *server) report.Result {
-	r := report.Result{Target: t.Name, Scenario: "idle", Case: fmt.Sprintf("%d conns", c.idleConns), Params: map[string]any{
+// fleet is what an idle measurement covers: the servers (one, or the
+// instances of a cross run) and other processes whose memory and CPU count
+// with them (Redis).
+type fleet struct {
+	servers []*server
+	extra   []int // pids
+}
+
+func (f fleet) Sample() (proc.Sample, error) {
+	sum, err := sampleAll(f.servers)
+	if err != nil {
+		return sum, err
+	}
+	for _, pid := range f.extra {
+		rss, err := proc.RSSBytes(pid)
+		if err != nil {
+			return sum, err
+		}
+		cpu, err := proc.CPUSeconds(pid)
+		if err != nil {
+			return sum, err
+		}
+		sum.RSS, sum.CPU = sum.RSS+rss, sum.CPU+cpu
+	}
+	return sum, nil
+}
+
+func (f fleet) Goroutines(ctx context.Context) (float64, error) {
+	var n float64
+	for _, s := range f.servers {
+		g, err := s.Goroutines(ctx)
+		if err != nil {
+			return 0, err
+		}
+		n += g
+	}
+	return n, nil
+}
+
+func (f fleet) addrs() string {
+	a := make([]string, len(f.servers))
+	for i, s := range f.servers {
+		a[i] = s.Addr
+	}
+	return strings.Join(a, ",")
+}
+
+func runIdle(ctx context.Context, c *config, name string, t fleet) report.Result {
+	r := report.Result{Target: name, Scenario: "idle", Case: fmt.Sprintf("%d conns", c.idleConns), Params: map[string]any{
 		"conns": c.idleConns, "per_process": c.idlePerProc, "session_size": c.idleSessionSize, "settle": c.idleSettle.String(),
 	}}
 	time.Sleep(c.gap)
@@ -156,7 +206,7 @@ func runIdle(ctx context.Context, c *config, t *server) report.Result {
 	for i, off := 0, 0; off < c.idleConns; i++ {
 		n := min(c.idlePerProc, c.idleConns-off)
 		cmd := exec.CommandContext(ctx, self,
-			"-addr", t.Addr, "-proto", t.Name, "-n", fmt.Sprint(n), "-offset", fmt.Sprint(off),
+			"-addr", t.addrs(), "-proto", name, "-n", fmt.Sprint(n), "-offset", fmt.Sprint(off),
 			"-session-size", fmt.Sprint(c.idleSessionSize), "-src", fmt.Sprintf("127.%d.0.%d", 10+c.runSeq(), 10+i),
 			"-concurrency", fmt.Sprint(c.idleConcurrency), "-timeout", c.dialTimeout.String())
 		cmd.Env = append(os.Environ(), roleEnv+"=idle-client")
@@ -214,7 +264,7 @@ func runIdle(ctx context.Context, c *config, t *server) report.Result {
 	// Check that the server counts the sockets as hello'd members: a session
 	// of the idle set must list session_size+1 members including the checker.
 	if want := min(c.idleSessionSize, ready) + 1; ready > 0 {
-		if got, err := presenceCount(ctx, t, "idle-0", c.dialTimeout); err != nil {
+		if got, err := presenceCount(ctx, t.servers[0], "idle-0", c.dialTimeout); err != nil {
 			r.Notes = append(r.Notes, "presence check: "+err.Error())
 		} else if got != want {
 			r.Notes = append(r.Notes, fmt.Sprintf("presence check: idle-0 has %d members, want %d", got, want))

@@ -112,6 +112,7 @@ type config struct {
 	crossListeners  int
 	crossBroadcasts int
 	crossRate       float64
+	crossIdle       int
 	title           string
 
 	// runs counts scenario runs so that each uses its own range of source
@@ -135,6 +136,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.crossListeners, "cross-listeners", 300, "cross: members spread over the instances (the sender is on the first)")
 	fs.IntVar(&c.crossBroadcasts, "cross-broadcasts", 1000, "cross: broadcasts sent")
 	fs.Float64Var(&c.crossRate, "cross-rate", 200, "cross: broadcasts per second")
+	fs.IntVar(&c.crossIdle, "cross-idle", 19000, "cross: idle hello'd sockets spread over the instances afterwards (0: none); RSS counts the instances and Redis")
 	fs.StringVar(&c.serverCmd, "server-cmd", "", "wsedge command line (e.g. bin/wsedge); it gets ADDR, ADMIN_ADDR and -server-env; empty: baseline only")
 	env := fs.String("server-env", "DEBUG=1", "comma-separated KEY=VALUE added to the wsedge environment")
 	fs.StringVar(&c.baselineCmd, "baseline-cmd", "", "baseline command line taking ADDR/ADMIN_ADDR; empty: this binary in the baseline role")
@@ -194,7 +196,7 @@ func parseFlags(args []string) (*config, error) {
 			"idle-conns": "3000", "idle-per-proc": "1500", "idle-settle": "2s",
 			"fanout-listeners": "200", "fanout-broadcasts": "50", "fanout-full-broadcasts": "300",
 			"storm-conns": "50", "storm-broadcasts": "5", "presence-requests": "50",
-			"churn-duration": "2s", "cross-listeners": "90", "cross-broadcasts": "100", "cross-rate": "100", "gap": "300ms",
+			"churn-duration": "2s", "cross-listeners": "90", "cross-idle": "3000", "cross-broadcasts": "100", "cross-rate": "100", "gap": "300ms",
 		} {
 			preset(k, v)
 		}
@@ -397,7 +399,7 @@ func runScenario(ctx context.Context, c *config, name, sc string) ([]report.Resu
 	t := &server{Target: pt, proto: protocolFor(name)}
 	switch sc {
 	case "idle":
-		return []report.Result{runIdle(ctx, c, t)}, nil
+		return []report.Result{runIdle(ctx, c, name, fleet{servers: []*server{t}})}, nil
 	case "fanout":
 		return runFanout(ctx, c, t), nil
 	case "presence":
@@ -448,7 +450,20 @@ func runCross(ctx context.Context, c *config, name string) ([]report.Result, err
 	if cpu, err := redisCPU(rd); err == nil {
 		r.Notes = append(r.Notes, fmt.Sprintf("Redis CPU over the whole run (start-up and joins included): %.2f s", cpu))
 	}
-	return []report.Result{r}, nil
+	out := []report.Result{r}
+	if c.crossIdle > 0 {
+		// Idle sockets spread over the instances; memory and CPU are the
+		// instances' and Redis's together.
+		ic := *c
+		ic.idleConns = c.crossIdle
+		time.Sleep(c.gap)
+		ir := runIdle(ctx, &ic, name, fleet{servers: servers, extra: []int{rd.PID()}})
+		ir.Scenario = "cross"
+		ir.Case = fmt.Sprintf("%d instances + Redis, %d idle conns (RSS of instances + Redis)", c.crossInstances, c.crossIdle)
+		ir.Params["instances"] = c.crossInstances
+		out = append(out, ir)
+	}
+	return out, nil
 }
 
 // redisCPU is used_cpu_sys+used_cpu_user from INFO cpu.
