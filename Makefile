@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 TIMEOUT ?= 20m
 
-.PHONY: run build test test-go test-ops test-k8s k8s-tools image deps lint vet fmt-check staticcheck tidy-check fuzz bench clean
+.PHONY: run build test test-go test-ops test-k8s k8s-tools image deps lint vet fmt-check staticcheck tidy-check fuzz bench bench-bins bench-redis bench-chat bench-tokens bench-peers clean
 
 # Build identity, linked into the binaries (wsedge version, wsedge_build_info);
 # outside a git checkout they read "dev" and "unknown".
@@ -105,10 +105,47 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
-## bench: connection-scale benchmarks; see bench/README.md and docs/BENCHMARKS.md.
+## Benchmarks (not part of `make test`): one program per suite under
+## bench/cmd/, results in bench/results/; see bench/README.md and
+## docs/BENCHMARKS.md. Each target builds what it runs into bin/.
 BENCH_OUT ?= bench/results/full
-bench: build
+bench-bins:
+	mkdir -p bin
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/wsedge ./cmd/wsedge
+	$(GO) build -o bin/ ./bench/cmd/...
+
+## bench: the core server against the goroutine-per-connection baseline.
+bench: bench-bins
 	bin/wsedge-bench -server-cmd bin/wsedge -json $(BENCH_OUT).json -md $(BENCH_OUT).md
+
+## bench-redis: 3 instances on a standalone Redis and on a Redis Cluster.
+bench-redis: bench-bins
+	bin/redis-bench -wsedge bin/wsedge -mode standalone -md bench/results/redis/standalone.md -json bench/results/redis/standalone.json
+	bin/redis-bench -wsedge bin/wsedge -mode cluster -md bench/results/redis/cluster.md -json bench/results/redis/cluster.json
+
+## bench-chat: 2,000 chat turns through the edge against the fake Bedrock.
+bench-chat: bench-bins
+	bin/chat-bench -edge -turns 2000 -rate 5 -tokens 30 -ramp 2s -compare h1,h1tls,h2std,h2 \
+		-json bench/results/chat-upstream-2000x30.json -md bench/results/chat-upstream-2000x30.md
+
+## bench-tokens: join tokens on vs off, alternating rounds.
+bench-tokens: bench-bins
+	bin/tokens-bench -rounds 5 -duration 3s -idle 500 -json bench/results/tokens.json
+
+## bench-peers: wsedge, Centrifugo (memory engine) and the baseline, every
+## core scenario in one run, then 3 instances each of wsedge and Centrifugo
+## on one Redis. Centrifugo is built once from the Go module proxy into
+## $(PEERS_CACHE) (outside the clone). QUICK=1: a smoke run under 2 minutes.
+CENTRIFUGO_VERSION ?= v6.9.1
+PEERS_CACHE ?= $(HOME)/.cache/wsedge-bench/centrifugo-$(CENTRIFUGO_VERSION)
+PEERS_OUT ?= bench/results/peers
+bench-peers: bench-bins
+	@test -x $(PEERS_CACHE)/centrifugo || { mkdir -p $(PEERS_CACHE) && \
+		cd $(PEERS_CACHE) && GOBIN=$(PEERS_CACHE) $(GO) install \
+		-ldflags '-X github.com/centrifugal/centrifugo/v6/internal/build.Version=$(CENTRIFUGO_VERSION:v%=%)' \
+		github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION); }
+	bin/wsedge-bench -peers -server-cmd bin/wsedge -centrifugo-cmd $(PEERS_CACHE)/centrifugo \
+		$(if $(QUICK),-quick -json $(PEERS_OUT)-quick.json -md $(PEERS_OUT)-quick.md,-json $(PEERS_OUT).json -md $(PEERS_OUT).md)
 
 clean:
 	rm -rf bin bench/out

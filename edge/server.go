@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -145,6 +146,14 @@ func (s *Server) Serve() error {
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.EventLoops),
 		gnet.WithReuseAddr(true),
+		// A listener per event loop (SO_REUSEPORT): the kernel spreads new
+		// connections over the loops and each loop accepts its own, so an
+		// accept no longer hops from gnet's acceptor thread to a loop
+		// through its task queue (an eventfd write, a wake-up and a futex
+		// per connection): server CPU per connection fell by ~15 % in the
+		// same churn run (docs/BENCHMARKS.md, "Connect path"). Port 0
+		// would give every loop its own port, so it keeps one listener.
+		gnet.WithReusePort(!strings.HasSuffix(s.cfg.Addr, ":0")),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(gnetLogger{s.log}),
 	}

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"io"
 	"strings"
 	"time"
 
@@ -41,7 +40,7 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	}
 	ls.rd.Reset(head)
 	ls.out.Reset()
-	_, err := (&ws.Upgrader{}).Upgrade(readWriter{&ls.rd, &ls.out})
+	_, err := (&ws.Upgrader{}).Upgrade((*upgradeIO)(ls))
 	if err != nil {
 		_, _ = c.gc.Write(ls.out.Bytes())
 		s.metrics.httpRequests.WithLabelValues("ws", "400").Inc()
@@ -51,7 +50,10 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	c.state = stWS
 	c.route = route
 	c.id = newConnID()
-	c.session = session
+	// A copy of the id alone: the substring would keep the whole request
+	// path alive for as long as the socket is open (16 B more per idle
+	// socket for a short id).
+	c.session = strings.Clone(session)
 	c.lastRx = time.Now().UnixNano()
 	c.openedAt = c.lastRx
 	s.wsOpen.Add(1)
@@ -79,10 +81,13 @@ func (s *Server) upgrade(c *conn, head []byte, path string) {
 	}
 }
 
-type readWriter struct {
-	io.Reader
-	io.Writer
-}
+// upgradeIO hands gobwas/ws the loop's request reader and response buffer.
+// A pointer converts to io.ReadWriter without an allocation, which a struct
+// of the two would cost on every upgrade.
+type upgradeIO loopState
+
+func (u *upgradeIO) Read(p []byte) (int, error)  { return u.rd.Read(p) }
+func (u *upgradeIO) Write(p []byte) (int, error) { return u.out.Write(p) }
 
 // parseWSPath splits /ws/session/<id>/ (trailing slash optional) and /ws/chat/.
 func parseWSPath(p string) (route uint8, session string, ok bool) {

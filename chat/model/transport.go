@@ -37,7 +37,7 @@ func TransportOptions(streams int) func(*http.Transport) {
 // time per host, which the connections' waiters share. net/http's own
 // HTTP/2 (negotiated from its HTTP/1.1 dial path) dials a connection for
 // every request that finds no free stream, so a burst of turns opened
-// hundreds of connections and paid a TLS handshake each (bench/chat, mode
+// hundreds of connections and paid a TLS handshake each (bench/cmd/chat-bench, mode
 // h2std). A connection silent for 15 s is pinged and dropped if the ping is
 // not answered within 5 s, so a dead connection does not hold every stream
 // multiplexed on it.

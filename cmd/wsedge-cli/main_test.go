@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsedge/wsedge/bench/baseline/server"
+	"github.com/wsedge/wsedge/bench/baseline"
 	"github.com/wsedge/wsedge/internal/testenv"
 )
 
@@ -44,9 +44,9 @@ func types(fs []map[string]any) string {
 	return strings.Join(ts, ",")
 }
 
-func baseline(t *testing.T) string {
+func startBaseline(t *testing.T) string {
 	t.Helper()
-	s := server.New(server.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := baseline.New(baseline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(hs.Close)
 	return "ws" + strings.TrimPrefix(hs.URL, "http")
@@ -69,7 +69,7 @@ func TestCLI(t *testing.T) {
 		{name: "no hello is refused", stdin: "{\"type\":\"broadcast\",\"msg\":1}\n",
 			want: "connected,error:hello_required", code: 3, close: "closed: 4001"},
 	}
-	url := baseline(t) + "/ws/session/cli/"
+	url := startBaseline(t) + "/ws/session/cli/"
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb testenv.Buffer
@@ -91,7 +91,7 @@ func TestCLI(t *testing.T) {
 // TestListenerSeesBroadcast is the README walkthrough: one CLI listens with
 // stdin held open, another says hello and broadcasts.
 func TestListenerSeesBroadcast(t *testing.T) {
-	url := baseline(t) + "/ws/session/walk/"
+	url := startBaseline(t) + "/ws/session/walk/"
 	pr, pw := io.Pipe()
 	var out, errb testenv.Buffer
 	done := make(chan int, 1)

@@ -45,21 +45,38 @@ type Redis struct {
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
 	redisBinary(t, "redis-server")
+	r, err := LaunchRedis(t.TempDir())
+	if err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	r.t = t
+	t.Cleanup(r.Kill)
+	return r
+}
+
+// LaunchRedis is StartRedis for programs (benchmarks): it keeps its files in
+// dir, returns errors, and the caller stops the server (Kill).
+func LaunchRedis(dir string) (*Redis, error) {
+	return launchRedis(dir, false)
+}
+
+func launchRedis(dir string, cluster bool) (*Redis, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, fmt.Errorf("redis-server not found: run %s", redisInstall)
+	}
 	var lastErr error
 	// A free port can be taken between the probe and redis' bind; retry a few.
 	for range 5 {
-		port, err := redisFreePort(false)
+		port, err := redisFreePort(cluster)
 		if err != nil {
-			t.Fatalf("redis: free port: %v", err)
+			return nil, fmt.Errorf("free port: %w", err)
 		}
-		r := &Redis{t: t, dir: t.TempDir(), Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+		r := &Redis{dir: dir, cluster: cluster, Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 		if lastErr = r.start(); lastErr == nil {
-			t.Cleanup(r.Kill)
-			return r
+			return r, nil
 		}
 	}
-	t.Fatalf("redis: could not start: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("could not start: %w", lastErr)
 }
 
 // URL is the redis:// URL of the server (database 0).
@@ -67,7 +84,9 @@ func (r *Redis) URL() string { return "redis://" + r.Addr + "/0" }
 
 // Start starts a stopped server again on the same port (data is gone).
 func (r *Redis) Start() {
-	r.t.Helper()
+	if r.t != nil {
+		r.t.Helper()
+	}
 	var err error
 	// The port was ours a moment ago; rebinding can fail briefly while the
 	// old socket closes, so retry for up to a few seconds.
@@ -75,6 +94,9 @@ func (r *Redis) Start() {
 		if err = r.start(); err == nil {
 			return
 		}
+	}
+	if r.t == nil {
+		panic(fmt.Sprintf("redis %s: restart: %v", r.Addr, err))
 	}
 	r.t.Fatalf("redis %s: restart: %v", r.Addr, err)
 }
@@ -89,9 +111,21 @@ func (r *Redis) Kill() { r.signal(syscall.SIGKILL) }
 // Restart stops the server and starts it again on the same port. With
 // persistence off, the new server is empty, like a failed-over cache node.
 func (r *Redis) Restart() {
-	r.t.Helper()
+	if r.t != nil {
+		r.t.Helper()
+	}
 	r.Stop()
 	r.Start()
+}
+
+// PID is the server's process id (0 before it started).
+func (r *Redis) PID() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil || r.cmd.Process == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
 }
 
 // Running reports whether the process is alive.
@@ -193,31 +227,35 @@ type RedisCluster struct {
 // cluster_state:ok.
 func StartRedisCluster(t testing.TB, n int) *RedisCluster {
 	t.Helper()
-	if n < 3 {
-		t.Fatalf("redis cluster: need at least 3 masters, got %d", n)
-	}
 	redisBinary(t, "redis-server")
 	redisBinary(t, "redis-cli")
-	c := &RedisCluster{}
-	for range n {
-		var r *Redis
-		var lastErr error
-		for range 5 {
-			port, err := redisFreePort(true)
-			if err != nil {
-				t.Fatalf("redis cluster: free port: %v", err)
-			}
-			r = &Redis{t: t, dir: t.TempDir(), cluster: true, Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-			if lastErr = r.start(); lastErr == nil {
-				break
-			}
-			r = nil
-		}
-		if r == nil {
-			t.Fatalf("redis cluster: could not start node: %v", lastErr)
-			return nil // not reached: Fatalf stops the test
-		}
+	c, err := LaunchRedisCluster(n, t.TempDir)
+	for _, r := range c.Nodes {
+		r.t = t
 		t.Cleanup(r.Kill)
+	}
+	if err != nil {
+		t.Fatalf("redis cluster: %v", err)
+	}
+	return c
+}
+
+// LaunchRedisCluster is StartRedisCluster for programs: each node keeps its
+// files in a directory from newDir, errors are returned, and the caller
+// stops the nodes (Kill), also those in Nodes when it returns an error.
+func LaunchRedisCluster(n int, newDir func() string) (*RedisCluster, error) {
+	c := &RedisCluster{}
+	if n < 3 {
+		return c, fmt.Errorf("need at least 3 masters, got %d", n)
+	}
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		return c, fmt.Errorf("redis-cli not found: run %s", redisInstall)
+	}
+	for range n {
+		r, err := launchRedis(newDir(), true)
+		if err != nil {
+			return c, fmt.Errorf("node: %w", err)
+		}
 		c.Nodes = append(c.Nodes, r)
 		c.Addrs = append(c.Addrs, r.Addr)
 	}
@@ -225,12 +263,9 @@ func StartRedisCluster(t testing.TB, n int) *RedisCluster {
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	out, err := exec.Command("redis-cli", args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+		return c, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	if err := c.waitOK(30 * time.Second); err != nil {
-		t.Fatalf("redis cluster: %v", err)
-	}
-	return c
+	return c, c.waitOK(30 * time.Second)
 }
 
 // URL is a redis:// URL naming every master: the first in the authority, the
@@ -268,6 +303,9 @@ func (c *RedisCluster) Start() {
 		}
 	}
 	if err := c.waitOK(30 * time.Second); err != nil {
+		if c.Nodes[0].t == nil {
+			panic(fmt.Sprintf("redis cluster restart: %v", err))
+		}
 		c.Nodes[0].t.Fatalf("redis cluster restart: %v", err)
 	}
 }
@@ -382,6 +420,10 @@ func redisCommand(addr string, args ...string) (string, error) {
 	}
 	return "", fmt.Errorf("unexpected reply %q", line)
 }
+
+// RedisCommand sends one command to the server at addr and returns its
+// simple, integer or bulk string reply (benchmarks read INFO with it).
+func RedisCommand(addr string, args ...string) (string, error) { return redisCommand(addr, args...) }
 
 // Command sends one command to the server and returns its simple, integer or
 // bulk string reply. Tests use it to inspect keys without a client library.

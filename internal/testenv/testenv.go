@@ -1,9 +1,12 @@
 // Package testenv starts throw-away servers for tests (redis-server, a Redis
 // Cluster, PostgreSQL) on free loopback ports, and holds the small helpers
-// those tests share.
+// those tests share. Its core returns errors (LaunchRedis,
+// LaunchRedisCluster, FreeLoopbackAddr) so benchmarks use it too; the
+// testing.TB helpers sit on top and fail the test instead.
 package testenv
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -22,12 +25,21 @@ func FreePort() (int, error) {
 // FreeAddr returns a free loopback "host:port" for a server under test.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := FreeLoopbackAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a
+}
+
+// FreeLoopbackAddr is FreeAddr for programs (benchmarks).
+func FreeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("free port: %w", err)
+	}
 	defer ln.Close()
-	return ln.Addr().String()
+	return ln.Addr().String(), nil
 }
 
 // WaitFor polls cond every 10 ms and fails the test after d.
