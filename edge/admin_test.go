@@ -322,22 +322,29 @@ type shedOutcome struct {
 }
 
 // watch reads c until a reconnect hint and close 1001 (shed), or until
-// stop is closed and quiet for a moment (kept).
+// stop is closed and nothing arrives for 2 s more (kept).
 func watch(c *wsClient, stop <-chan struct{}) <-chan shedOutcome {
 	out := make(chan shedOutcome, 1)
 	go func() {
 		var o shedOutcome
+		final := false
 		for {
-			h, p, err := c.frame(200 * time.Millisecond)
+			// Once stop is closed, one last read with a longer deadline, so
+			// that a frame already sent is not missed by a slow goroutine.
+			wait := 200 * time.Millisecond
+			select {
+			case <-stop:
+				wait, final = 2*time.Second, true
+			default:
+			}
+			h, p, err := c.frame(wait)
 			if err != nil {
 				if ne, ok := err.(net.Error); ok && ne.Timeout() {
-					select {
-					case <-stop:
+					if final {
 						out <- o
 						return
-					default:
-						continue
 					}
+					continue
 				}
 				o.err = err
 				out <- o
