@@ -105,8 +105,13 @@ func ListenAdmin(cfg AdminConfig, reg *prometheus.Registry, srv *Server, log *sl
 				ctx.SetConnectionClose()
 				return
 			}
-			ctx.SetConnectionClose()
-			ctx.Error("bad request", fasthttp.StatusBadRequest)
+			// Otherwise as fasthttp's own handler answers.
+			var te interface{ Timeout() bool }
+			if errors.As(err, &te) && te.Timeout() {
+				ctx.Error("Request timeout", fasthttp.StatusRequestTimeout)
+				return
+			}
+			ctx.Error("Error when parsing request", fasthttp.StatusBadRequest)
 		},
 	}
 	go func() {

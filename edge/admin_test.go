@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -321,22 +322,29 @@ type shedOutcome struct {
 }
 
 // watch reads c until a reconnect hint and close 1001 (shed), or until
-// stop is closed and quiet for a moment (kept).
+// stop is closed and nothing arrives for 2 s more (kept).
 func watch(c *wsClient, stop <-chan struct{}) <-chan shedOutcome {
 	out := make(chan shedOutcome, 1)
 	go func() {
 		var o shedOutcome
+		final := false
 		for {
-			h, p, err := c.frame(200 * time.Millisecond)
+			// Once stop is closed, one last read with a longer deadline, so
+			// that a frame already sent is not missed by a slow goroutine.
+			wait := 200 * time.Millisecond
+			select {
+			case <-stop:
+				wait, final = 2*time.Second, true
+			default:
+			}
+			h, p, err := c.frame(wait)
 			if err != nil {
 				if ne, ok := err.(net.Error); ok && ne.Timeout() {
-					select {
-					case <-stop:
+					if final {
 						out <- o
 						return
-					default:
-						continue
 					}
+					continue
 				}
 				o.err = err
 				out <- o
@@ -718,5 +726,59 @@ func TestAdminAPIShedDuringFlood(t *testing.T) {
 	// 21 sockets, half rounded up: 11, all listeners (the sender stays).
 	if shed != 11 || kept != 9 {
 		t.Fatalf("%d shed, %d kept; want 11 and 9", shed, kept)
+	}
+}
+
+// SIGTERM (Shutdown) during a slow admin shed takes its sockets over: every
+// client gets its hint and 1001, none twice, and the shed's 409 turns into
+// shutting_down.
+func TestShutdownTakesOverShed(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, nil)
+	a := startAdmin(t, ts, testAdminToken)
+	clients := connectMembers(t, ts, "s", 6)
+	if code, m := a.do("POST", "/admin/shed", `{"count":4,"over_ms":600000}`); code != 202 || m["accepted"] != 4.0 {
+		t.Fatalf("shed: %d %v", code, m)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- ts.srv.Shutdown(ctx)
+	}()
+	// Every client must be closed; one that is not is reported as kept
+	// once the drain's bound has passed.
+	stop := make(chan struct{})
+	time.AfterFunc(15*time.Second, func() { close(stop) })
+	outs := make([]<-chan shedOutcome, len(clients))
+	for i, c := range clients {
+		outs[i] = watch(c, stop)
+	}
+	for i := range clients {
+		r := <-outs[i]
+		if r.err != nil || !r.shed {
+			t.Fatalf("client %d: shed %v, %v", i, r.shed, r.err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	shed, drain := 0.0, 0.0
+	mfs, _ := ts.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "wsedge_shed_sockets_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			switch m.GetLabel()[0].GetValue() {
+			case "shed":
+				shed = m.GetCounter().GetValue()
+			case "drain":
+				drain = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if shed+drain != 6 || shed < 1 || shed > 4 {
+		t.Fatalf("shed %v + drain %v sockets, want 6 with 1 to 4 by the shed", shed, drain)
 	}
 }

@@ -187,10 +187,6 @@ func (s *Server) Undrain() error {
 	return nil
 }
 
-// Shedding is the number of sockets the shed or drain in progress has still
-// to close.
-func (s *Server) Shedding() int64 { return s.shed.pending.Load() }
-
 // terminate is SIGTERM: the draining mark stays from here on and no new
 // shed starts; with stop, the shed or drain in progress ends too (its
 // sockets are then the shutdown's).
