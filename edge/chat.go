@@ -42,11 +42,19 @@ func (s *chatSink) Send(payload []byte) bool {
 	}
 	frame := wsframe.Text(payload)
 	c := s.c
-	return c.ls.run(func() {
+	if c.ls.runSized(func() {
 		if !c.send(frame) {
 			s.alive.Store(false)
 		}
-	})
+	}, len(frame)) {
+		return true
+	}
+	// The loop's mailbox is full: the socket cannot be served in order any
+	// more, so it is told to come back later (see loopState).
+	s.alive.Store(false)
+	c.ls.srv.metrics.mailboxOverflow.WithLabelValues("chat").Inc()
+	c.ls.run(func() { c.ls.closeOverloaded(c) })
+	return false
 }
 
 func (s *chatSink) Close(code uint16, reason string) {

@@ -139,6 +139,13 @@ type Config struct {
 	// SessionBroadcastBurst.
 	SessionBroadcastRate  float64
 	SessionBroadcastBurst int
+
+	// MailboxCap and MailboxMaxBytes cap each event loop's mailbox (items,
+	// and bytes of the frames in them). Broadcasts and chat tokens over the
+	// cap are refused and their sockets closed 1013 with a reconnect hint
+	// (see loopState in loop.go).
+	MailboxCap      int
+	MailboxMaxBytes int
 }
 
 // Defaults returns the configuration used when nothing is set.
@@ -176,6 +183,8 @@ func Defaults() Config {
 		ReconnectJitter:     5 * time.Second,
 		TokenExpiryGrace:    30 * time.Second,
 		MaxTrackedIPs:       100_000,
+		MailboxCap:          1 << 16,
+		MailboxMaxBytes:     64 << 20,
 	}
 }
 
@@ -249,6 +258,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("max tracked IPs must be at least 1"))
 	}
 	pos("token expiry grace", c.TokenExpiryGrace)
+	if c.MailboxCap < 1 || c.MailboxMaxBytes < c.MaxMessageSize+16 {
+		errs = append(errs, errors.New("loop mailbox cap must be at least 1 item, and its byte cap at least one max-size frame"))
+	}
 	return errors.Join(errs...)
 }
 

@@ -10,6 +10,10 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/fasthttp"
+
+	"github.com/wsedge/wsedge/edge/wsframe"
+	"github.com/wsedge/wsedge/internal/backoff"
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // loopState is everything one gnet event loop owns. Only that loop's goroutine
@@ -20,14 +24,35 @@ import (
 // between its two queues, while per-sender broadcast order must hold: items
 // are drained strictly in the order they were posted, and Execute is only the
 // doorbell.
+//
+// The mailbox is capped (Config.MailboxCap items, Config.MailboxMaxBytes
+// bytes of frames), so that a loop that falls behind — starved of CPU, or
+// fed faster than it writes — cannot grow the heap without limit. Only the
+// producers without a bound of their own are refused at the cap:
+//   - a broadcast that does not fit is not queued; its session is marked,
+//     and at the next drain the loop's members of that session get a
+//     reconnect hint and close 1013, so that they resume from session
+//     history (lossless when SESSION_HISTORY_SIZE is on) instead of
+//     silently missing it;
+//   - a chat token that does not fit ends the socket the same way (the turn
+//     stops streaming: its sink reports the socket gone).
+//
+// Every other task (API and presence answers, history results, shed steps,
+// sweeps) is accepted: each is bounded by its producer (one API request in
+// flight per socket, presence and history by their concurrency limits, one
+// sweep per tick, one shed step per loop per step), and refusing one would
+// leave a socket waiting forever.
 type loopState struct {
 	srv *Server
 	el  gnet.EventLoop
 
-	mu        sync.Mutex
-	inbox     []mail
-	scheduled atomic.Bool
-	stopped   atomic.Bool
+	mu         sync.Mutex
+	inbox      []mail
+	inboxBytes int                 // frame bytes in inbox
+	overflow   map[string]struct{} // sessions with a broadcast refused since the last drain
+	overAll    bool                // overflow itself reached its bound: every session
+	scheduled  atomic.Bool
+	stopped    atomic.Bool
 
 	// loop-only
 	spare    []mail
@@ -54,6 +79,7 @@ type mail struct {
 	frame   []byte
 	at      int64 // when the broadcast reached the hub (Unix nanoseconds)
 	fn      func()
+	size    int // bytes fn writes, counted against the mailbox's byte cap
 }
 
 func newLoopState(srv *Server, el gnet.EventLoop) *loopState {
@@ -64,14 +90,51 @@ func newLoopState(srv *Server, el gnet.EventLoop) *loopState {
 }
 
 // post queues m for the loop; safe from any goroutine. It reports false when
-// the engine is shutting down and the item will never run.
+// the engine is shutting down and the item will never run. A broadcast
+// (m.fn == nil) is refused at the mailbox cap; see loopState.
 func (ls *loopState) post(m mail) bool {
 	if ls.stopped.Load() {
 		return false
 	}
 	ls.mu.Lock()
+	if m.fn == nil && ls.full(len(m.frame)) {
+		ls.markOverflow(m.session)
+		ls.mu.Unlock()
+		ls.srv.metrics.mailboxOverflow.WithLabelValues("broadcast").Inc()
+		ls.ring()
+		return true
+	}
 	ls.inbox = append(ls.inbox, m)
+	ls.inboxBytes += len(m.frame)
 	ls.mu.Unlock()
+	return ls.ring()
+}
+
+// full reports, under ls.mu, whether n more bytes exceed the mailbox cap.
+func (ls *loopState) full(n int) bool {
+	cfg := &ls.srv.cfg
+	return len(ls.inbox) >= cfg.MailboxCap || ls.inboxBytes+n > cfg.MailboxMaxBytes
+}
+
+// markOverflow records, under ls.mu, that a broadcast of session was
+// refused. The set is bounded by the mailbox cap; past it, every session of
+// the loop is treated as overflowed.
+func (ls *loopState) markOverflow(session string) {
+	if ls.overAll {
+		return
+	}
+	if ls.overflow == nil {
+		ls.overflow = make(map[string]struct{})
+	}
+	if len(ls.overflow) >= ls.srv.cfg.MailboxCap {
+		ls.overAll, ls.overflow = true, nil
+		return
+	}
+	ls.overflow[session] = struct{}{}
+}
+
+// ring makes sure a drain is scheduled.
+func (ls *loopState) ring() bool {
 	if ls.scheduled.CompareAndSwap(false, true) {
 		if err := ls.el.Execute(context.Background(), gnet.RunnableFunc(ls.drain)); err != nil {
 			ls.stopped.Store(true)
@@ -82,8 +145,25 @@ func (ls *loopState) post(m mail) bool {
 	return true
 }
 
-// run posts fn to the loop.
+// run posts fn to the loop; it is never refused for the cap (see loopState).
 func (ls *loopState) run(fn func()) bool { return ls.post(mail{fn: fn}) }
+
+// runSized posts fn, which writes size bytes of frames, unless the mailbox
+// is at its cap; it reports false when fn will not run.
+func (ls *loopState) runSized(fn func(), size int) bool {
+	if ls.stopped.Load() {
+		return false
+	}
+	ls.mu.Lock()
+	if ls.full(size) {
+		ls.mu.Unlock()
+		return false
+	}
+	ls.inbox = append(ls.inbox, mail{fn: fn, size: size})
+	ls.inboxBytes += size
+	ls.mu.Unlock()
+	return ls.ring()
+}
 
 // drain runs on the loop: everything posted so far, in order, then one write
 // per socket that got frames.
@@ -92,6 +172,9 @@ func (ls *loopState) drain(context.Context) error {
 	ls.mu.Lock()
 	items := ls.inbox
 	ls.inbox = ls.spare[:0]
+	ls.inboxBytes = 0
+	overflow, overAll := ls.overflow, ls.overAll
+	ls.overflow, ls.overAll = nil, false
 	ls.mu.Unlock()
 
 	var delivered []int64
@@ -106,6 +189,9 @@ func (ls *loopState) drain(context.Context) error {
 		*m = mail{}
 	}
 	ls.spare = items[:0]
+	if overflow != nil || overAll {
+		ls.shedOverflow(overflow, overAll)
+	}
 	ls.flush()
 	if len(delivered) > 0 {
 		now := time.Now().UnixNano()
@@ -191,4 +277,29 @@ func (ls *loopState) leave(c *conn) bool {
 	}
 	ls.sessions[c.session] = list
 	return false
+}
+
+// shedOverflow closes the members of sessions whose broadcasts the mailbox
+// refused: they were delivered everything up to the refused broadcast, and
+// resume from session history after the hint.
+func (ls *loopState) shedOverflow(sessions map[string]struct{}, all bool) {
+	var victims []*conn
+	for name, members := range ls.sessions {
+		if _, hit := sessions[name]; all || hit {
+			victims = append(victims, members...)
+		}
+	}
+	for _, c := range victims {
+		ls.closeOverloaded(c)
+	}
+}
+
+// closeOverloaded sends c a reconnect hint and closes it 1013.
+func (ls *loopState) closeOverloaded(c *conn) {
+	if c.state != stWS {
+		return
+	}
+	after := backoff.Spread(0, ls.srv.cfg.ReconnectJitter).Milliseconds()
+	c.send(wsframe.Text(wire.Reconnect(after)))
+	c.closeWS(wsframe.CloseTryAgainLater, "server overloaded", false)
 }

@@ -26,6 +26,9 @@ type metrics struct {
 	httpRequests   *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
 	presenceQuery  prometheus.Histogram
+	// mailboxOverflow counts frames an event loop's mailbox refused at its
+	// cap, by kind (broadcast, chat).
+	mailboxOverflow *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -79,10 +82,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Duration of presence queries answered to clients.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}),
+		mailboxOverflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsedge_loop_mailbox_overflow_total",
+			Help: "Frames an event loop's mailbox refused at its cap (LOOP_MAILBOX_CAP, LOOP_MAILBOX_MAX_BYTES), by kind; the sockets concerned get a reconnect hint and close 1013.",
+		}, []string{"kind"}),
 	}
 	reg.MustRegister(m.connections, m.connects, m.closes, m.framesIn, m.framesOut, m.bytesIn, m.bytesOut,
 		m.broadcasts, m.broadcastFails, m.deliveries, m.fanoutLatency, m.slowConsumers, m.httpRequests,
-		m.rejected, m.presenceQuery)
+		m.rejected, m.presenceQuery, m.mailboxOverflow)
 	for r := range m.conns {
 		m.conns[r] = m.connections.WithLabelValues(routeName(uint8(r)))
 	}
@@ -90,6 +97,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// before the first event.
 	for _, r := range []string{"outbound_cap", "write_timeout"} {
 		m.slowConsumers.WithLabelValues(r)
+	}
+	for _, k := range []string{"broadcast", "chat"} {
+		m.mailboxOverflow.WithLabelValues(k)
 	}
 	for _, r := range []string{"max_connections", "handshake_timeout", "presence_concurrency", "api_concurrency", "rate_limited",
 		reasonOriginMissing, reasonOriginNotAllowed, reasonUnauthorized} {

@@ -100,6 +100,8 @@ var settings = []struct {
 	{key: "MAX_CONNECTIONS_PER_IP", help: "WebSockets open per client IP (IPv6: per /64); over it 429; 0: no cap (default 0)"},
 	{key: "CONNECT_RATE_PER_IP", help: "WebSocket upgrades a second per client IP, decimals allowed; over it 429 with Retry-After; 0: no cap (default 0)"},
 	{key: "CONNECT_BURST_PER_IP", help: "burst allowed above CONNECT_RATE_PER_IP (default: the rate rounded up, at least 1)"},
+	{key: "LOOP_MAILBOX_CAP", help: "items queued to one event loop (broadcasts, chat tokens, answers) before broadcasts and chat tokens are refused and their sockets closed 1013 with a reconnect hint (default 65536)"},
+	{key: "LOOP_MAILBOX_MAX_BYTES", help: "bytes of frames queued to one event loop before broadcasts and chat tokens are refused, as for LOOP_MAILBOX_CAP; at least MAX_MESSAGE_SIZE (default 64MiB)"},
 	{key: "MAX_TRACKED_IPS", help: "size cap of the per-IP table; idle entries are evicted, then new addresses get 429 (default 100000)"},
 	{key: "MAX_SESSION_MEMBERS", help: "session sockets per session id on this instance; over it 403 session_full; 0: no cap (default 0)"},
 	{key: "SESSION_BROADCAST_RATE", help: "broadcasts a second per session on this instance, all senders together; over it rate_limited; 0: no cap (default 0)"},
@@ -313,6 +315,10 @@ func loadConfig(e env) (config, error) {
 	ec.OutboundCap, err = e.size(max(ec.OutboundCap, ec.MinOutboundCap()), 4096, 256<<20, "OUTBOUND_QUEUE_CAP")
 	keep(err)
 	ec.MaxConnections, err = e.integer(ec.MaxConnections, 1, 10_000_000, "MAX_CONNECTIONS")
+	keep(err)
+	ec.MailboxCap, err = e.integer(ec.MailboxCap, 1, 1<<24, "LOOP_MAILBOX_CAP")
+	keep(err)
+	ec.MailboxMaxBytes, err = e.size(max(ec.MailboxMaxBytes, ec.MaxMessageSize+16), 4096, 4<<30, "LOOP_MAILBOX_MAX_BYTES")
 	keep(err)
 	ec.ReadyMaxConnections, err = e.integer(ec.ReadyMaxConnections, 0, ec.MaxConnections, "READY_MAX_CONNECTIONS")
 	keep(err)
