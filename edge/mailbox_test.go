@@ -51,7 +51,7 @@ func TestMailboxCap(t *testing.T) {
 	for i := range sent {
 		msg := fmt.Sprintf("m%d", i)
 		msgOf[uint64(i+1)] = msg
-		payload := wire.AppendSessionMessage(nil, []byte(`"u"`), []byte(`"web"`), []byte(fmt.Sprintf("%q", msg)), nil)
+		payload := wire.AppendSessionMessage(nil, `"u"`, `"web"`, []byte(fmt.Sprintf("%q", msg)), nil)
 		if err := b.Publish("flood", payload); err != nil {
 			close(release)
 			t.Fatal(err)

@@ -189,8 +189,8 @@ func (s *Server) broadcast(c *conn, m clientMessage) {
 	if !s.allowBroadcast(c) {
 		return
 	}
-	ut, ct := []byte(c.userType), []byte(c.clientType)
-	payload := wire.AppendSessionMessage(make([]byte, 0, wire.SessionMessageLen(ut, ct, m.Msg, m.Data)), ut, ct, m.Msg, m.Data)
+	payload := wire.AppendSessionMessage(make([]byte, 0, wire.SessionMessageLen(c.userType, c.clientType, m.Msg, m.Data)),
+		c.userType, c.clientType, m.Msg, m.Data)
 	if err := s.broker.Publish(c.session, payload); err != nil {
 		s.metrics.broadcastFails.Inc()
 		msg := "broadcast could not be sent; try again"

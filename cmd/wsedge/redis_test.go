@@ -256,7 +256,7 @@ func TestNewRedisBackends(t *testing.T) {
 			if err == nil {
 				t.Fatal("client still open after Close")
 			}
-			if tt.sharded != ba.Sharded() {
+			if tt.sharded != ia.conn.Sharded() {
 				t.Fatalf("sharded = %v, want %v", !tt.sharded, tt.sharded)
 			}
 		})

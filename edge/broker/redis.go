@@ -38,7 +38,7 @@ const (
 // RedisOptions configures the Redis broker.
 type RedisOptions struct {
 	// Shards is the number of channel groups (one subscriber connection each)
-	// when Sharded. Default DefaultRedisShards.
+	// on a Cluster (the connection is Sharded). Default DefaultRedisShards.
 	Shards int
 	// Backlog caps the publish queue (messages). Default DefaultRedisBacklog.
 	Backlog int
@@ -178,9 +178,6 @@ func (b *Redis) Start(h Handler) error {
 	}
 	return nil
 }
-
-// Sharded reports whether the broker uses SPUBLISH/SSUBSCRIBE (Redis Cluster).
-func (b *Redis) Sharded() bool { return b.sharded }
 
 // shardOf returns the channel group of a session. The group is part of the
 // channel name (a hash tag on a cluster), so all channels of one group live in

@@ -1,9 +1,6 @@
 package broker
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsedge/wsedge/internal/redismetrics"
@@ -48,17 +45,9 @@ func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMet
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{
-		m.Errors, m.Latency, m.Dropped, m.published, m.received, m.reconnects,
-		redismetrics.QueueDepth("broker", "publish", depth),
-	} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("broker: redis metrics: %w (one broker per registry)", err)
-			}
-			return nil, fmt.Errorf("broker: redis metrics: %w", err)
-		}
+	if err := redismetrics.Register(reg, "broker", m.Commands, m.published, m.received, m.reconnects,
+		redismetrics.QueueDepth("broker", "publish", depth)); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

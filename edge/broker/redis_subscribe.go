@@ -179,45 +179,50 @@ func (s *redisShard) reconcile(dc rueidis.DedicatedClient, have map[string]struc
 	}
 	idle := len(s.want) == 0
 	s.mu.Unlock()
-	for len(add) > 0 {
-		n := min(len(add), redisSubChunk)
-		var cmd rueidis.Completed
-		if s.b.sharded {
-			cmd = dc.B().Ssubscribe().Channel(add[:n]...).Build()
-		} else {
-			cmd = dc.B().Subscribe().Channel(add[:n]...).Build()
-		}
-		if err := s.do(dc, "subscribe", cmd); err != nil {
-			return false, err
-		}
-		for _, ch := range add[:n] {
-			have[ch] = struct{}{}
-		}
-		s.setActive(add[:n], true)
-		add = add[n:]
+	if err := s.change(dc, add, true, have); err != nil {
+		return false, err
 	}
 	if idle && len(have) == len(del) {
 		// Dropping the connection unsubscribes everything at once.
 		return true, nil
 	}
-	for len(del) > 0 {
-		n := min(len(del), redisSubChunk)
-		var cmd rueidis.Completed
-		if s.b.sharded {
-			cmd = dc.B().Sunsubscribe().Channel(del[:n]...).Build()
-		} else {
-			cmd = dc.B().Unsubscribe().Channel(del[:n]...).Build()
-		}
-		if err := s.do(dc, "unsubscribe", cmd); err != nil {
-			return false, err
-		}
-		for _, ch := range del[:n] {
-			delete(have, ch)
-		}
-		s.setActive(del[:n], false)
-		del = del[n:]
+	return false, s.change(dc, del, false, have)
+}
+
+// change subscribes to chs (on) or unsubscribes from them, redisSubChunk
+// channels a command, and records each chunk Redis confirmed in have.
+func (s *redisShard) change(dc rueidis.DedicatedClient, chs []string, on bool, have map[string]struct{}) error {
+	op := "unsubscribe"
+	if on {
+		op = "subscribe"
 	}
-	return false, nil
+	for len(chs) > 0 {
+		n := min(len(chs), redisSubChunk)
+		var cmd rueidis.Completed
+		switch {
+		case on && s.b.sharded:
+			cmd = dc.B().Ssubscribe().Channel(chs[:n]...).Build()
+		case on:
+			cmd = dc.B().Subscribe().Channel(chs[:n]...).Build()
+		case s.b.sharded:
+			cmd = dc.B().Sunsubscribe().Channel(chs[:n]...).Build()
+		default:
+			cmd = dc.B().Unsubscribe().Channel(chs[:n]...).Build()
+		}
+		if err := s.do(dc, op, cmd); err != nil {
+			return err
+		}
+		for _, ch := range chs[:n] {
+			if on {
+				have[ch] = struct{}{}
+			} else {
+				delete(have, ch)
+			}
+		}
+		s.setActive(chs[:n], on)
+		chs = chs[n:]
+	}
+	return nil
 }
 
 // setActive records channels as confirmed (or no longer) subscribed; a nil

@@ -1,8 +1,6 @@
 package presence
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsedge/wsedge/internal/redismetrics"
@@ -37,13 +35,9 @@ func newRedisMetrics(reg prometheus.Registerer, depth func() float64) (*redisMet
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{
-		m.Errors, m.Latency, m.Dropped, m.resyncs, m.janitored,
-		redismetrics.QueueDepth("presence", "presence", depth),
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("presence: redis metrics: %w", err)
-		}
+	if err := redismetrics.Register(reg, "presence", m.Commands, m.resyncs, m.janitored,
+		redismetrics.QueueDepth("presence", "presence", depth)); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

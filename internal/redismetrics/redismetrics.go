@@ -4,7 +4,12 @@
 // as Prometheus requires of one family.
 package redismetrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // latencyBuckets span a loopback round trip (~50 µs) to a timeout.
 func latencyBuckets() []float64 {
@@ -43,4 +48,20 @@ func QueueDepth(component, queue string, depth func() float64) prometheus.Collec
 		Name: "wsedge_redis_queue_depth", ConstLabels: prometheus.Labels{"component": component, "queue": queue},
 		Help: "Items waiting to be sent to Redis, by component and queue.",
 	}, depth)
+}
+
+// Register registers a component's collectors: its Commands families, the
+// queue depth gauge and its own; a component registered twice on one
+// registry is refused.
+func Register(reg prometheus.Registerer, component string, c Commands, cs ...prometheus.Collector) error {
+	for _, col := range append([]prometheus.Collector{c.Errors, c.Latency, c.Dropped}, cs...) {
+		if err := reg.Register(col); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return fmt.Errorf("%s: redis metrics: %w (one %s per registry)", component, err, component)
+			}
+			return fmt.Errorf("%s: redis metrics: %w", component, err)
+		}
+	}
+	return nil
 }

@@ -52,5 +52,5 @@ func ChatMirror(userType string, msg *string, data json.RawMessage) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	return AppendSessionMessage(nil, String(userType), String("chat"), m, d), nil
+	return AppendSessionMessage(nil, string(String(userType)), `"chat"`, m, d), nil
 }

@@ -29,7 +29,7 @@ func Connected(session, id, epoch string, withEpoch bool) []byte {
 // are JSON strings, msg and data JSON values, all copied as they are (a
 // broadcast's msg and data reach listeners byte for byte as the sender wrote
 // them); empty msg or data is null.
-func AppendSessionMessage(dst, userType, clientType, msg, data []byte) []byte {
+func AppendSessionMessage(dst []byte, userType, clientType string, msg, data []byte) []byte {
 	if len(msg) == 0 {
 		msg = null
 	}
@@ -49,7 +49,7 @@ func AppendSessionMessage(dst, userType, clientType, msg, data []byte) []byte {
 
 // SessionMessageLen is the length of AppendSessionMessage's output, for
 // sizing its buffer.
-func SessionMessageLen(userType, clientType, msg, data []byte) int {
+func SessionMessageLen(userType, clientType string, msg, data []byte) int {
 	return len(`{"type":"session_message","user_type":,"client_type":,"msg":,"data":}`) +
 		len(userType) + len(clientType) + max(len(msg), 4) + max(len(data), 4)
 }

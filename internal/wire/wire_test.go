@@ -14,7 +14,7 @@ func TestShapes(t *testing.T) {
 	for _, tc := range []struct{ got, want string }{
 		{string(ErrorFrame("busy", `a "quoted" <msg>`)), `{"type":"error","error":"busy","message":"a \"quoted\" \u003cmsg\u003e"}`},
 		{string(HTTPError("not_found", "no such route")), `{"error":"not_found","message":"no such route"}`},
-		{string(AppendSessionMessage(nil, []byte(`"a"`), []byte(`"b"`), nil, nil)), `{"type":"session_message","user_type":"a","client_type":"b","msg":null,"data":null}`},
+		{string(AppendSessionMessage(nil, `"a"`, `"b"`, nil, nil)), `{"type":"session_message","user_type":"a","client_type":"b","msg":null,"data":null}`},
 		{string(Token("<b>")), `{"type":"token","content":"\u003cb\u003e"}`},
 		{string(Refreshed(1700000000)), `{"type":"refreshed","exp":1700000000}`},
 		{string(TokenExpired()), `{"type":"token_expired"}`},
@@ -57,8 +57,8 @@ func TestProtocolExamples(t *testing.T) {
 		{"connected", Connected("11", "9f0c2a4b7d1e4c3a8b6f5e2d1c0b9a87", "", false)},
 		{"connected with epoch", Connected("11", "…", "3f0c…", true)},
 		{"presence", AppendPresence(nil, "11", presenceMembers, 100, 1<<20)},
-		{"session_message", AppendSessionMessage(nil, []byte(`"admin"`), []byte(`"web"`), []byte(`"hello"`), []byte(`{"order":42}`))},
-		{"session_message with seq", AppendSeq(AppendSessionMessage(nil, []byte(`"admin"`), []byte(`"web"`), []byte(`"hi"`), nil), 42)},
+		{"session_message", AppendSessionMessage(nil, `"admin"`, `"web"`, []byte(`"hello"`), []byte(`{"order":42}`))},
+		{"session_message with seq", AppendSeq(AppendSessionMessage(nil, `"admin"`, `"web"`, []byte(`"hi"`), nil), 42)},
 		{"echo", AppendEcho(nil, []byte(`{"type":"ping","t":1}`))},
 		{"reconnect", Reconnect(2718)},
 		{"recovery_failed", RecoveryFailed("too_old", "3f0c9a1b2d4e5f60", 742, true)},
@@ -109,8 +109,8 @@ func TestAppendSeq(t *testing.T) {
 // SessionMessageLen is exact, so the buffer is allocated once.
 func TestSessionMessageLen(t *testing.T) {
 	for _, tc := range [][4]string{{`"a"`, `"b"`, ``, ``}, {`"admin"`, `"web"`, `"hello"`, `{"order":42}`}, {`"a"`, `"b"`, `1`, `2`}} {
-		got := AppendSessionMessage(nil, []byte(tc[0]), []byte(tc[1]), []byte(tc[2]), []byte(tc[3]))
-		if n := SessionMessageLen([]byte(tc[0]), []byte(tc[1]), []byte(tc[2]), []byte(tc[3])); n < len(got) {
+		got := AppendSessionMessage(nil, tc[0], tc[1], []byte(tc[2]), []byte(tc[3]))
+		if n := SessionMessageLen(tc[0], tc[1], []byte(tc[2]), []byte(tc[3])); n < len(got) {
 			t.Errorf("%v: SessionMessageLen %d < %d", tc, n, len(got))
 		}
 	}
