@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,6 +157,13 @@ func (s *Server) Serve() error {
 		gnet.WithReusePort(!strings.HasSuffix(s.cfg.Addr, ":0")),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(gnetLogger{s.log}),
+	}
+	// SO_REUSEPORT would let a second process on the same address share its
+	// connections silently; a plain bind first fails as one listener did.
+	if ln, err := net.Listen("tcp", s.cfg.Addr); err != nil {
+		return fmt.Errorf("edge serve %s: %w", s.cfg.Addr, err)
+	} else if err := ln.Close(); err != nil {
+		return fmt.Errorf("edge serve %s: probe listener: %w", s.cfg.Addr, err)
 	}
 	go s.sweeper()
 	err := gnet.Run(s, "tcp://"+s.cfg.Addr, opts...)
