@@ -30,6 +30,7 @@ type config struct {
 	leaderElect    bool
 	leaderID       string
 	namespace      string
+	scaler         string
 	podTimeout     time.Duration
 	podConcurrency int
 	logLevel       string
@@ -43,6 +44,7 @@ func parse(args []string) (config, error) {
 	fs.BoolVar(&c.leaderElect, "leader-elect", true, "elect one active replica through a Lease (default true)")
 	fs.StringVar(&c.leaderID, "leader-election-id", "wsedge-operator.wsedge.io", "name of the Lease (default wsedge-operator.wsedge.io)")
 	fs.StringVar(&c.namespace, "namespace", "", "watch only this namespace, so a namespaced Role suffices; empty: all namespaces (default \"\")")
+	fs.StringVar(&c.scaler, "scaler", "", "reconcile only the WSEdgeScaler of this name; empty: every one it sees (default \"\")")
 	fs.DurationVar(&c.podTimeout, "pod-timeout", 2*time.Second, "deadline of one request to a pod's admin endpoint (default 2s)")
 	fs.IntVar(&c.podConcurrency, "pod-concurrency", 16, "pods read at once per scaler (default 16)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error (default info)")
@@ -105,6 +107,7 @@ func run(cfg config, logger *slog.Logger) error {
 		Resolver:    podapi.PodIP{},
 		Metrics:     controller.NewMetrics(metrics.Registry),
 		Concurrency: cfg.podConcurrency,
+		Only:        cfg.scaler,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("controller: %w", err)

@@ -14,6 +14,8 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
+require sigs.k8s.io/controller-runtime v0.25.2 // indirect
+
 require (
 	dario.cat/mergo v1.0.1 // indirect
 	github.com/BurntSushi/toml v1.6.0 // indirect
@@ -51,6 +53,7 @@ require (
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	github.com/shopspring/decimal v1.4.0 // indirect
 	github.com/spf13/cast v1.7.0 // indirect
+	github.com/wsedge/wsedge/operator v0.0.0
 	github.com/wsedge/wsedge/test/k8s/kubecluster v0.0.0
 	github.com/x448/float16 v0.8.4 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
@@ -75,3 +78,5 @@ require (
 )
 
 replace github.com/wsedge/wsedge/test/k8s/kubecluster => ./kubecluster
+
+replace github.com/wsedge/wsedge/operator => ../../operator

@@ -56,6 +56,9 @@ type Reconciler struct {
 	Concurrency int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Only, when set, restricts the controller to the scaler of that name
+	// (one operator per Helm release in a shared namespace).
+	Only string
 
 	mu   sync.Mutex
 	hist map[types.NamespacedName]scaling.History
@@ -76,7 +79,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		// Spec changes only: the status this controller writes must not
 		// trigger it again (the timer reads the pods).
-		For(&wsedgev1.WSEdgeScaler{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&wsedgev1.WSEdgeScaler{}, builder.WithPredicates(predicate.GenerationChangedPredicate{},
+			predicate.NewPredicateFuncs(func(o client.Object) bool { return r.Only == "" || o.GetName() == r.Only }))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.scalersFor)).
 		Named("wsedgescaler").
 		Complete(r)
@@ -90,7 +94,7 @@ func (r *Reconciler) scalersFor(ctx context.Context, o client.Object) []ctrl.Req
 	}
 	var out []ctrl.Request
 	for _, s := range list.Items {
-		if s.Spec.ScaleTargetRef.Name == o.GetName() {
+		if s.Spec.ScaleTargetRef.Name == o.GetName() && (r.Only == "" || s.Name == r.Only) {
 			out = append(out, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
 		}
 	}

@@ -268,7 +268,9 @@ func Decide(in Input) (Decision, History) {
 	h.Scales = pruneScales(h.Scales, in.Now, max(p.UpPeriod, p.DownPeriod))
 
 	d.Balanced = balanced(d.Loads, p.ThresholdPercent)
-	if !p.Rebalance || d.Balanced || d.Degraded || !stable || counted < 2 {
+	// A pending scale-down (held by its window) moves sockets anyway:
+	// shedding now would move some of them twice.
+	if !p.Rebalance || d.Balanced || d.Degraded || !stable || counted < 2 || rec < in.Current {
 		return d, h
 	}
 	if !h.LastRebalance.IsZero() && in.Now.Sub(h.LastRebalance) < p.Spread+p.Jitter {
