@@ -227,7 +227,3 @@ type WSEdgeScalerList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []WSEdgeScaler `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&WSEdgeScaler{}, &WSEdgeScalerList{})
-}

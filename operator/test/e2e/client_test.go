@@ -54,8 +54,8 @@ type wsClient struct {
 	id      int
 	session string
 	f       *fleet
-	j   *journal
-	pub bool // the publisher: sends a broadcast every tick
+	j       *journal
+	pub     bool // the publisher: sends a broadcast every tick
 
 	mu       sync.Mutex
 	conn     net.Conn

@@ -362,7 +362,9 @@ func runScenario(t *testing.T, e *env, mode string) *scenario {
 		for n := range loads {
 			names = append(names, n)
 		}
-		sort.Slice(names, func(a, b int) bool { return loads[names[a]] < loads[names[b]] || loads[names[a]] == loads[names[b]] && names[a] < names[b] })
+		sort.Slice(names, func(a, b int) bool {
+			return loads[names[a]] < loads[names[b]] || loads[names[a]] == loads[names[b]] && names[a] < names[b]
+		})
 		sc.EmptiestPods = names[:2]
 		downStart := time.Now()
 		before := map[string]bool{}
