@@ -123,11 +123,11 @@ type WSEdgeScalerSpec struct {
 	// ScaleUp limits (defaults: no window, 4 pods per 60 s).
 	// +kubebuilder:default={stabilizationWindowSeconds:0,maxPods:4,periodSeconds:60}
 	// +optional
-	ScaleUp ScalingRules `json:"scaleUp,omitempty"`
+	ScaleUp *ScalingRules `json:"scaleUp,omitempty"`
 	// ScaleDown limits (defaults: 300 s window, 1 pod per 300 s).
 	// +kubebuilder:default={stabilizationWindowSeconds:300,maxPods:1,periodSeconds:300}
 	// +optional
-	ScaleDown ScalingRules `json:"scaleDown,omitempty"`
+	ScaleDown *ScalingRules `json:"scaleDown,omitempty"`
 	// +kubebuilder:default={}
 	// +optional
 	Rebalance Rebalance `json:"rebalance,omitempty"`

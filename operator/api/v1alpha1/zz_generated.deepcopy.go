@@ -187,8 +187,16 @@ func (in *WSEdgeScalerSpec) DeepCopyInto(out *WSEdgeScalerSpec) {
 		*out = new(int64)
 		**out = **in
 	}
-	in.ScaleUp.DeepCopyInto(&out.ScaleUp)
-	in.ScaleDown.DeepCopyInto(&out.ScaleDown)
+	if in.ScaleUp != nil {
+		in, out := &in.ScaleUp, &out.ScaleUp
+		*out = new(ScalingRules)
+		(*in).DeepCopyInto(*out)
+	}
+	if in.ScaleDown != nil {
+		in, out := &in.ScaleDown, &out.ScaleDown
+		*out = new(ScalingRules)
+		(*in).DeepCopyInto(*out)
+	}
 	in.Rebalance.DeepCopyInto(&out.Rebalance)
 	out.Drain = in.Drain
 	if in.AdminTokenSecretRef != nil {

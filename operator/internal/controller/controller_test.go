@@ -65,8 +65,10 @@ func TestCRDDefaultsAndValidation(t *testing.T) {
 		{"whole pod per round", func(s *wsedgev1.WSEdgeScaler) { s.Spec.Rebalance.MaxPercentPerRound = 100 }, "maxPercentPerRound"},
 		{"no eviction rate", func(s *wsedgev1.WSEdgeScaler) { s.Spec.Rebalance.MaxEvictionsPerSecond = -1 }, "maxEvictionsPerSecond"},
 		{"port out of range", func(s *wsedgev1.WSEdgeScaler) { s.Spec.AdminPort = 70000 }, "adminPort"},
-		{"zero step", func(s *wsedgev1.WSEdgeScaler) { s.Spec.ScaleDown.MaxPods = ptr.To[int32](0) }, "scaleDown.maxPods"},
-		{"negative window", func(s *wsedgev1.WSEdgeScaler) { s.Spec.ScaleUp.StabilizationWindowSeconds = ptr.To[int32](-1) },
+		{"zero step", func(s *wsedgev1.WSEdgeScaler) { s.Spec.ScaleDown = &wsedgev1.ScalingRules{MaxPods: ptr.To[int32](0)} }, "scaleDown.maxPods"},
+		{"negative window", func(s *wsedgev1.WSEdgeScaler) {
+			s.Spec.ScaleUp = &wsedgev1.ScalingRules{StabilizationWindowSeconds: ptr.To[int32](-1)}
+		},
 			"scaleUp.stabilizationWindowSeconds"},
 		{"zero memory target", func(s *wsedgev1.WSEdgeScaler) { s.Spec.TargetMemoryBytesPerPod = ptr.To[int64](0) }, "targetMemoryBytesPerPod"},
 	}
@@ -152,7 +154,7 @@ func TestReconcileScaleDownSetsDeletionCostFirst(t *testing.T) {
 	f := newFixture(t, nil, 4, 30, 5, 50, 12)
 	f.rec.Client = roleClient(t, f.ns)
 	f.scaler(func(s *wsedgev1.WSEdgeScalerSpec) {
-		s.ScaleDown = wsedgev1.ScalingRules{StabilizationWindowSeconds: ptr.To[int32](60), MaxPods: ptr.To[int32](2)}
+		s.ScaleDown = &wsedgev1.ScalingRules{StabilizationWindowSeconds: ptr.To[int32](60), MaxPods: ptr.To[int32](2)}
 		s.Rebalance.Enabled = ptr.To(false)
 	})
 	f.reconcile() // first sight: the down window starts now
@@ -180,7 +182,7 @@ func TestReconcileScaleDownSetsDeletionCostFirst(t *testing.T) {
 func TestReconcileUnreadablePodIsFull(t *testing.T) {
 	f := newFixture(t, k8s, 3, 10, 10, 10)
 	f.scaler(func(s *wsedgev1.WSEdgeScalerSpec) {
-		s.ScaleDown.StabilizationWindowSeconds = ptr.To[int32](0)
+		s.ScaleDown = &wsedgev1.ScalingRules{StabilizationWindowSeconds: ptr.To[int32](0)}
 	})
 	f.pods["edge-2"].mu.Lock()
 	f.pods["edge-2"].down = true

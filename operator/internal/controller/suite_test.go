@@ -50,17 +50,22 @@ func TestMain(m *testing.M) {
 		if err := wsedgev1.AddToScheme(scheme); err != nil {
 			panic(err)
 		}
-		out, err := exec.Command("bash", "../../../hack/k8s-tools.sh").Output()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "hack/k8s-tools.sh:", err)
-			return 1
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		testEnv = &envtest.Environment{
-			BinaryAssetsDirectory: lines[len(lines)-1],
 			CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 			ErrorIfCRDPathMissing: true,
 		}
+		// envtest's own KUBEBUILDER_ASSETS wins; otherwise the binaries
+		// hack/k8s-tools.sh built (it prints their directory last).
+		if _, set := os.LookupEnv("KUBEBUILDER_ASSETS"); !set {
+			out, err := exec.Command("bash", "../../../hack/k8s-tools.sh").Output()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "hack/k8s-tools.sh:", err)
+				return 1
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			testEnv.BinaryAssetsDirectory = lines[len(lines)-1]
+		}
+		var err error
 		cfg, err = testEnv.Start()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "envtest:", err)

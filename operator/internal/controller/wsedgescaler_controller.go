@@ -124,12 +124,19 @@ func PolicyFrom(s wsedgev1.WSEdgeScalerSpec) scaling.Policy {
 		return v
 	}
 	sec := func(v int32) time.Duration { return time.Duration(v) * time.Second }
+	up, down := wsedgev1.ScalingRules{}, wsedgev1.ScalingRules{}
+	if s.ScaleUp != nil {
+		up = *s.ScaleUp
+	}
+	if s.ScaleDown != nil {
+		down = *s.ScaleDown
+	}
 	p := scaling.Policy{
 		Min: pos(s.MinReplicas, 2), Max: pos(s.MaxReplicas, 1), Target: int64(pos(s.TargetConnectionsPerPod, 1)),
-		UpWindow: sec(or(s.ScaleUp.StabilizationWindowSeconds, 0)), UpMaxPods: or(s.ScaleUp.MaxPods, 4),
-		UpPeriod:   sec(or(s.ScaleUp.PeriodSeconds, 60)),
-		DownWindow: sec(or(s.ScaleDown.StabilizationWindowSeconds, 300)), DownMaxPods: or(s.ScaleDown.MaxPods, 1),
-		DownPeriod:         sec(or(s.ScaleDown.PeriodSeconds, 300)),
+		UpWindow: sec(or(up.StabilizationWindowSeconds, 0)), UpMaxPods: or(up.MaxPods, 4),
+		UpPeriod:   sec(or(up.PeriodSeconds, 60)),
+		DownWindow: sec(or(down.StabilizationWindowSeconds, 300)), DownMaxPods: or(down.MaxPods, 1),
+		DownPeriod:         sec(or(down.PeriodSeconds, 300)),
 		Rebalance:          s.Rebalance.Enabled == nil || *s.Rebalance.Enabled,
 		ThresholdPercent:   pos(s.Rebalance.ThresholdPercent, 20),
 		MaxEvictionsPerSec: pos(s.Rebalance.MaxEvictionsPerSecond, 50),

@@ -295,8 +295,8 @@ func runScenario(t *testing.T, e *env, mode string) *scenario {
 				Spec: wsedgev1.WSEdgeScalerSpec{
 					ScaleTargetRef: wsedgev1.ScaleTargetRef{Name: "edge"},
 					MinReplicas:    2, MaxReplicas: 4, TargetConnectionsPerPod: target,
-					ScaleUp:   wsedgev1.ScalingRules{StabilizationWindowSeconds: ptr.To[int32](0), MaxPods: ptr.To[int32](4), PeriodSeconds: ptr.To[int32](60)},
-					ScaleDown: wsedgev1.ScalingRules{StabilizationWindowSeconds: ptr.To[int32](5), MaxPods: ptr.To[int32](2), PeriodSeconds: ptr.To[int32](5)},
+					ScaleUp:   &wsedgev1.ScalingRules{StabilizationWindowSeconds: ptr.To[int32](0), MaxPods: ptr.To[int32](4), PeriodSeconds: ptr.To[int32](60)},
+					ScaleDown: &wsedgev1.ScalingRules{StabilizationWindowSeconds: ptr.To[int32](5), MaxPods: ptr.To[int32](2), PeriodSeconds: ptr.To[int32](5)},
 					Rebalance: wsedgev1.Rebalance{Enabled: ptr.To(true), ThresholdPercent: threshold, MaxEvictionsPerSecond: evictRate, MaxPercentPerRound: perRound},
 					Drain:     wsedgev1.Drain{SpreadSeconds: spreadSec, JitterSeconds: jitterSec},
 					AdminPort: 9090, AdminTokenSecretRef: &wsedgev1.SecretKeyRef{Name: "edge-admin", Key: "token"},
