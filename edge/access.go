@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"encoding/json"
 	"net"
 	"net/netip"
@@ -225,7 +226,7 @@ func (s *Server) checkHello(c *conn, userType, clientType string, clientTypeSet 
 const reservedClientType = "chat"
 
 // onRefresh handles {"type":"refresh","token":…} on a token-admitted
-// socket; it reports false when msg is not a refresh.
+// session socket; it reports false when msg is not a refresh.
 func (s *Server) onRefresh(c *conn, m clientMessage, msg []byte) bool {
 	if c.acc == nil || c.acc.claims == nil || string(m.Type) != `"refresh"` {
 		return false
@@ -234,8 +235,35 @@ func (s *Server) onRefresh(c *conn, m clientMessage, msg []byte) bool {
 		Token string `json:"token"`
 	}
 	_ = json.Unmarshal(msg, &r)
-	claims, err := s.tokens.Verify(r.Token)
-	if err == nil && (!claims.Covers(c.session) || !claims.SameIdentity(c.acc.claims)) {
+	s.refresh(c, r.Token)
+	return true
+}
+
+// onChatRefresh is onRefresh for a /ws/chat/ socket opened under a token:
+// the refresh is the edge's, the chat service never sees it. Other chat
+// messages pay one substring search.
+func (s *Server) onChatRefresh(c *conn, msg []byte) bool {
+	if c.acc == nil || c.acc.claims == nil || !bytes.Contains(msg, []byte(`"refresh"`)) {
+		return false
+	}
+	var r struct {
+		Type  string `json:"type"`
+		Token string `json:"token"`
+	}
+	if json.Unmarshal(msg, &r) != nil || r.Type != "refresh" {
+		return false
+	}
+	s.refresh(c, r.Token)
+	return true
+}
+
+// refresh replaces c's token with tok when it verifies and keeps the
+// identity (user_type, client_type, sub) and, on a session socket, covers
+// the session. A chat socket takes the new token's sid list: it decides
+// which threads the socket may continue from now on.
+func (s *Server) refresh(c *conn, tok string) {
+	claims, err := s.tokens.Verify(tok)
+	if err == nil && ((c.route == routeSession && !claims.Covers(c.session)) || !claims.SameIdentity(c.acc.claims)) {
 		err = &jointoken.Error{Reason: jointoken.ReasonWrongSession, Err: errNotCovered}
 	}
 	if err != nil {
@@ -244,17 +272,18 @@ func (s *Server) onRefresh(c *conn, m clientMessage, msg []byte) bool {
 			reason = e.Reason
 		}
 		c.send(errorFrame("refresh_refused", reason+": "+tokenMessage(reason)))
-		return true
+		return
 	}
-	claims.SIDs = nil
+	if c.route == routeSession {
+		claims.SIDs = nil
+	}
 	c.acc.claims, c.acc.expiredAt = claims, 0
 	c.send(wsframe.Text([]byte(`{"type":"refreshed","exp":` + strconv.FormatInt(claims.Expires.Unix(), 10) + `}`)))
-	return true
 }
 
-// sweepToken runs from the sweeper: a socket whose token has expired gets
-// token_expired once, and close 4003 after TokenExpiryGrace unless a
-// refresh arrived.
+// sweepToken runs from the sweeper: a socket (session, or chat opened under
+// a token) whose token has expired gets token_expired once, and close 4003
+// after TokenExpiryGrace unless a refresh arrived.
 func (s *Server) sweepToken(c *conn, now int64) {
 	cl := c.acc.claims
 	switch {

@@ -10,9 +10,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -437,5 +439,101 @@ func TestChatThreadsUnderTokens(t *testing.T) {
 	resp, body = upgradeResp(t, ts.addr, "/ws/chat/", nil)
 	if resp.StatusCode != 401 || body["error"] != "unauthorized" {
 		t.Fatalf("neither key nor token: %d %v", resp.StatusCode, body)
+	}
+}
+
+// A chat socket opened under a token is held to its expiry like a session
+// socket: token_expired, then close 4003 after the grace unless it
+// refreshed (same identity; the new sid list then decides which threads it
+// may continue). A socket admitted by the API key alone has no expiry.
+func TestChatTokenExpiry(t *testing.T) {
+	t.Parallel()
+	ts := startChatServerWith(t, func(c *Config) {
+		c.AuthAPIKey = "edge-test-api-key"
+		c.TokenExpiryGrace = 300 * time.Millisecond
+	}, hsVerifier(t))
+	tok := func(sid, sub string, ttl time.Duration) string {
+		c := claims(sid, "user", ttl)
+		c["sub"] = sub
+		return mint(t, jwt.SigningMethodHS256, testSecret, c)
+	}
+
+	t.Run("no refresh", func(t *testing.T) {
+		t.Parallel()
+		c := ts.dial(t, "/ws/chat/?token="+tok("alice:*", "alice", 1500*time.Millisecond), nil)
+		c.expectType("token_expired")
+		c.expectClose(4003)
+	})
+	t.Run("refresh in time", func(t *testing.T) {
+		t.Parallel()
+		c := ts.dial(t, "/ws/chat/", http.Header{"Authorization": {"Bearer " + tok("alice:*", "alice", 1500*time.Millisecond)}})
+		c.send(`{"type":"chat","message":"Hello"}`)
+		thread, _ := c.expectType("session_started")["thread_id"].(string)
+		drainTurn(c)
+		c.expectType("token_expired")
+		// Another user's token cannot take the socket over.
+		c.send(`{"type":"refresh","token":"` + tok("bob:*", "bob", time.Hour) + `"}`)
+		c.expectError("refresh_refused")
+		c.send(`{"type":"refresh","token":"` + tok("alice:*", "alice", time.Hour) + `"}`)
+		if m := c.expectType("refreshed"); m["exp"] == nil {
+			t.Fatalf("refreshed %v", m)
+		}
+		c.quiet(time.Second) // several sweeps past the grace: still open
+		c.send(`{"type":"chat","message":"again","thread_id":"` + thread + `"}`)
+		if m := c.expectType("session_started"); m["thread_id"] != thread {
+			t.Fatalf("continuation after refresh %v", m)
+		}
+		drainTurn(c)
+	})
+	t.Run("API key only", func(t *testing.T) {
+		t.Parallel()
+		c := ts.dial(t, "/ws/chat/", http.Header{"Authorization": {"edge-test-api-key"}})
+		c.quiet(2500 * time.Millisecond) // past the others' expiry and grace
+		c.send(`{"type":"chat","message":"still here"}`)
+		c.expectType("session_started")
+		drainTurn(c)
+		// Without a token, refresh is the chat service's business (an
+		// unknown type), as before.
+		c.send(`{"type":"refresh","token":"x"}`)
+		if m := c.next(); m["type"] == "refreshed" {
+			t.Fatalf("refresh on a socket without a token: %v", m)
+		}
+	})
+}
+
+// Tokens travel in URLs (?token=) and headers, and are never logged: not
+// on a refused upgrade, an accepted one, a refused refresh or an expiry,
+// at debug level.
+func TestTokensNeverLogged(t *testing.T) {
+	t.Parallel()
+	logs := &logBuffer{}
+	ts := startServerWith(t, func(c *Config) { c.TokenExpiryGrace = 200 * time.Millisecond }, Deps{
+		Tokens: hsVerifier(t),
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	good := mint(t, jwt.SigningMethodHS256, testSecret, claims("room", "agent", 1200*time.Millisecond))
+	forged := mint(t, jwt.SigningMethodHS256, []byte("not-the-secret-not-the-secret-0123456"), claims("room", "agent", time.Hour))
+	other := mint(t, jwt.SigningMethodHS256, testSecret, claims("room", "admin", time.Hour))
+	if resp, body := upgradeResp(t, ts.addr, "/ws/session/room/?token="+forged, nil); resp.StatusCode != 401 {
+		t.Fatalf("forged token: %d %v", resp.StatusCode, body)
+	}
+	if resp, _ := upgradeResp(t, ts.addr, "/ws/session/room/", map[string]string{"Authorization": "Bearer " + forged}); resp.StatusCode != 401 {
+		t.Fatalf("forged bearer: %d", resp.StatusCode)
+	}
+	c := ts.dial(t, "/ws/session/room/?token="+good, nil)
+	c.expectType("connected")
+	c.hello("agent", "web")
+	c.send(`{"type":"refresh","token":"` + other + `"}`)
+	c.expectError("refresh_refused")
+	c.expectType("token_expired")
+	c.expectClose(4003)
+	if len(logs.lines(t, "websocket upgrade refused")) != 2 {
+		t.Fatalf("the refusals were not logged:\n%s", logs.String())
+	}
+	for _, tok := range []string{good, forged, other} {
+		sig := tok[strings.LastIndexByte(tok, '.')+1:]
+		if strings.Contains(logs.String(), sig) {
+			t.Fatalf("a token was logged:\n%s", logs.String())
+		}
 	}
 }

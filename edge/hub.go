@@ -50,6 +50,13 @@ func (h *Hub) Deliver(session string, seq uint64, payload []byte) {
 	}
 }
 
+// Len is the number of sessions with members on this instance.
+func (h *Hub) Len() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.sessions)
+}
+
 // add records that ls has a member of session.
 func (h *Hub) add(session string, ls *loopState) (err error) {
 	h.mu.Lock()

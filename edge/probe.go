@@ -2,9 +2,12 @@ package edge
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
+
+	"github.com/wsedge/wsedge/internal/version"
 )
 
 // registerProbeMetrics exports what the readiness decision reads, so that
@@ -13,7 +16,7 @@ import (
 func registerProbeMetrics(reg prometheus.Registerer, s *Server) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "wsedge_draining", Help: "1 once a graceful shutdown has begun (/health/ and /ready/ answer 503).",
+			Name: "wsedge_draining", Help: "1 while draining, from SIGTERM or POST /admin/drain (/health/ and /ready/ answer 503, upgrades are refused).",
 		}, func() float64 {
 			if s.draining.Load() {
 				return 1
@@ -61,8 +64,7 @@ func (s *Server) probe(c *conn, path string) {
 	}
 	// open includes this probe's own connection: open == MaxConnections
 	// means the next socket is refused.
-	open, ws := s.open.Load(), s.wsOpen.Load()
-	if open >= int64(s.cfg.MaxConnections) || (s.cfg.ReadyMaxConnections > 0 && ws >= int64(s.cfg.ReadyMaxConnections)) {
+	if ws, full := s.full(0); full {
 		body := make([]byte, 0, 64)
 		body = append(body, `{"status":"full","websockets":`...)
 		body = strconv.AppendInt(body, ws, 10)
@@ -71,4 +73,45 @@ func (s *Server) probe(c *conn, path string) {
 		return
 	}
 	s.reply(c, route, fasthttp.StatusOK, []byte(`{"status":"ok"}`), false)
+}
+
+// full is /ready/'s capacity test: open sockets (plus extra not yet
+// counted, such as the probe's own when asked from elsewhere) reached
+// MaxConnections, or WebSockets ReadyMaxConnections. It returns the
+// WebSockets open.
+func (s *Server) full(extra int64) (int64, bool) {
+	open, ws := s.open.Load()+extra, s.wsOpen.Load()
+	return ws, open >= int64(s.cfg.MaxConnections) || (s.cfg.ReadyMaxConnections > 0 && ws >= int64(s.cfg.ReadyMaxConnections))
+}
+
+// Status is the admin API's view of the instance (GET /admin/status),
+// read from atomics: asking never waits for an event loop.
+type Status struct {
+	Instance      string  `json:"instance"`
+	Version       string  `json:"version"`
+	Connections   int64   `json:"connections"`
+	Sessions      int     `json:"sessions"`
+	Capacity      int     `json:"capacity"`
+	Ready         bool    `json:"ready"`
+	Draining      bool    `json:"draining"`
+	Shedding      int64   `json:"shedding"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+}
+
+// Status reports the instance's load and state. Ready is what /ready/ would
+// answer now (a probe's own connection counted, as /ready/ counts it).
+func (s *Server) Status() Status {
+	ws, full := s.full(1)
+	draining := s.draining.Load()
+	return Status{
+		Instance:      s.cfg.InstanceID,
+		Version:       version.Get().Version,
+		Connections:   ws,
+		Sessions:      s.hub.Len(),
+		Capacity:      s.cfg.MaxConnections,
+		Ready:         !draining && !full,
+		Draining:      draining,
+		Shedding:      s.shed.pending.Load(),
+		UptimeSeconds: time.Since(s.started).Seconds(),
+	}
 }

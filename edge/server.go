@@ -68,7 +68,9 @@ type Server struct {
 	loops    map[gnet.EventLoop]*loopState
 	open     atomic.Int64 // sockets open
 	wsOpen   atomic.Int64 // of which upgraded (open or closing)
-	draining atomic.Bool
+	draining atomic.Bool  // SIGTERM or admin drain: /ready/ 503, upgrades refused
+	shed     *shedState
+	started  time.Time
 	shutting atomic.Bool
 	stopOnce sync.Once
 	done     chan struct{}
@@ -120,7 +122,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		booted:      make(chan struct{}),
 		loops:       make(map[gnet.EventLoop]*loopState),
 		done:        make(chan struct{}),
+		started:     time.Now(),
 	}
+	s.shed = newShedState(d.Registry)
 	if hq != nil {
 		for range cfg.HistoryConcurrency {
 			go s.historyWorker()
@@ -151,13 +155,15 @@ func (s *Server) Serve() error {
 // Ready is closed once the listener accepts connections.
 func (s *Server) Ready() <-chan struct{} { return s.booted }
 
-// Draining reports whether a graceful shutdown has begun.
+// Draining reports whether a graceful shutdown or an admin drain has begun.
 func (s *Server) Draining() bool { return s.draining.Load() }
 
 // BeginDrain turns /health/ to 503 and refuses new upgrades, leaving open
 // sockets alone, so that the load balancer stops routing here while work in
-// flight (chat turns) finishes. Shutdown does it too.
+// flight (chat turns) finishes. Shutdown does it too. From here on the mark
+// stays: DELETE /admin/drain cannot lift it.
 func (s *Server) BeginDrain() {
+	s.shed.terminate(false)
 	if s.draining.CompareAndSwap(false, true) {
 		s.log.Info("draining: health 503, new upgrades refused", "connections", s.open.Load())
 	}

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/wsedge/wsedge/edge/wsframe"
@@ -80,8 +79,8 @@ func (ls *loopState) sweep() {
 				c.pingAt = now
 				c.send(pingFrame)
 			}
-			// Chat sockets check their token's expiry per thread instead.
-			if c.acc != nil && c.acc.claims != nil && c.state == stWS && c.route == routeSession {
+			// Session sockets, and chat sockets opened under a token.
+			if c.acc != nil && c.acc.claims != nil && c.state == stWS {
 				s.sweepToken(c, now)
 			}
 			if ls.writeStalled(c, now) {
@@ -122,25 +121,10 @@ func (ls *loopState) writeStalled(c *conn, now int64) bool {
 }
 
 // drainSockets sends every WebSocket a reconnect hint and a 1001 close, in
-// batches spread over DrainSpread, then waits for sockets to go (or ctx).
+// steps spread over DrainSpread (shed.go), then waits for sockets to go (or
+// ctx).
 func (s *Server) drainSockets(ctx context.Context) {
-	steps := 10
-	if s.cfg.DrainSpread <= 0 || s.wsOpen.Load() == 0 {
-		steps = 1
-	}
-	for i := 0; i < steps; i++ {
-		last := i == steps-1
-		for _, ls := range s.allLoops() {
-			ls.run(func() { ls.closeBatch(i, steps, last) })
-		}
-		if !last {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(s.cfg.DrainSpread / time.Duration(steps)):
-			}
-		}
-	}
+	s.closeAll(ctx, s.cfg.DrainSpread, s.cfg.ReconnectJitter, "server shutting down")
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for s.wsOpen.Load() > 0 {
@@ -150,22 +134,4 @@ func (s *Server) drainSockets(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-// closeBatch closes the step-th share of the loop's WebSockets (all that are
-// left on the last step).
-func (ls *loopState) closeBatch(step, steps int, last bool) {
-	s := ls.srv
-	var batch []*conn
-	for _, c := range ls.conns {
-		if c.state == stWS && (last || int(c.idx)%steps == step) {
-			batch = append(batch, c)
-		}
-	}
-	for _, c := range batch {
-		after := jitter(s.cfg.ReconnectJitter).Milliseconds()
-		c.send(wsframe.Text([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(after, 10) + `}`)))
-		c.closeWS(wsframe.CloseGoingAway, "server shutting down", false)
-	}
-	ls.flush()
 }

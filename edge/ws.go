@@ -229,6 +229,9 @@ func (s *Server) onFrame(c *conn, f wsframe.Frame) {
 		s.onSessionMessage(c, op, msg)
 	case routeChat:
 		if op == ws.OpText {
+			if c.acc != nil && s.onChatRefresh(c, msg) {
+				return
+			}
 			c.chat.OnText(msg)
 		} else {
 			c.chat.OnBinary()

@@ -6,6 +6,12 @@
 // the ratios, not the absolute numbers (clients share the process and CPUs).
 //
 //	go run ./bench/tokens -rounds 3 -duration 3s -workers 16 -idle 2000
+//
+// Clients cycle through -tokens distinct tokens (512: a reconnecting
+// population, which the verified-token cache answers after the first
+// round of connects); set it above the connects of a round (e.g. 100000)
+// for every connect to present a token never seen, which is verified in
+// full.
 package main
 
 import (
@@ -22,6 +28,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -48,8 +55,9 @@ func main() {
 	workers := flag.Int("workers", 16, "concurrent connecting clients")
 	idle := flag.Int("idle", 2000, "idle hello'd sockets per round")
 	out := flag.String("json", "", "write results here as JSON")
+	distinct := flag.Int("tokens", 512, "distinct tokens the clients cycle through, minted before the clock starts")
 	flag.Parse()
-	if err := run(*rounds, *dur, *workers, *idle, *out); err != nil {
+	if err := run(*rounds, *dur, *workers, *idle, *distinct, *out); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -59,9 +67,13 @@ type result struct {
 	Variant      string    `json:"variant"`
 	ConnectRates []float64 `json:"connects_per_s"`
 	HeapPerConn  []float64 `json:"heap_bytes_per_idle_conn"`
+	// CPUPerConn is the process's CPU time (user+system, clients and
+	// server together) per connect+hello: unlike the rate, it does not move
+	// when other processes take the CPUs.
+	CPUPerConn []float64 `json:"cpu_us_per_connect"`
 }
 
-func run(rounds int, dur time.Duration, workers, idle int, out string) error {
+func run(rounds int, dur time.Duration, workers, idle, distinct int, out string) error {
 	vs := []variant{{"tokens_off", false}, {"tokens_on", true}}
 	res := map[string]*result{}
 	for _, v := range vs {
@@ -69,13 +81,14 @@ func run(rounds int, dur time.Duration, workers, idle int, out string) error {
 	}
 	for r := 0; r < rounds; r++ {
 		for _, v := range vs {
-			rate, heap, err := measure(v, dur, workers, idle)
+			rate, heap, cpu, err := measure(v, dur, workers, idle, distinct)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", v.name, r, err)
 			}
 			res[v.name].ConnectRates = append(res[v.name].ConnectRates, rate)
 			res[v.name].HeapPerConn = append(res[v.name].HeapPerConn, heap)
-			fmt.Printf("round %d %-10s connect+hello %8.0f/s  heap/idle conn %7.0f B\n", r, v.name, rate, heap)
+			res[v.name].CPUPerConn = append(res[v.name].CPUPerConn, cpu)
+			fmt.Printf("round %d %-10s connect+hello %8.0f/s  %6.1f µs CPU each  heap/idle conn %7.0f B\n", r, v.name, rate, cpu, heap)
 		}
 	}
 	off, on := res["tokens_off"], res["tokens_on"]
@@ -86,6 +99,11 @@ func run(rounds int, dur time.Duration, workers, idle int, out string) error {
 	fmt.Printf("per-round connect on/off: %.3f (median %.3f)\n", ratios, median(ratios))
 	fmt.Printf("median connect+hello: off %.0f/s, on %.0f/s, on/off %.3f\n",
 		median(off.ConnectRates), median(on.ConnectRates), median(on.ConnectRates)/median(off.ConnectRates))
+	cpuRatios := make([]float64, rounds)
+	for r := range cpuRatios {
+		cpuRatios[r] = on.CPUPerConn[r] / off.CPUPerConn[r]
+	}
+	fmt.Printf("per-round CPU per connect on/off: %.3f (median %.3f)\n", cpuRatios, median(cpuRatios))
 	fmt.Printf("median heap per idle conn: off %.0f B, on %.0f B, on-off %+.0f B\n",
 		median(off.HeapPerConn), median(on.HeapPerConn), median(on.HeapPerConn)-median(off.HeapPerConn))
 	if out != "" {
@@ -110,10 +128,10 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func measure(v variant, dur time.Duration, workers, idle int) (float64, float64, error) {
+func measure(v variant, dur time.Duration, workers, idle, distinct int) (rate, heapPer, cpuPer float64, err error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	cfg := edge.Defaults()
 	cfg.Addr, cfg.Debug, cfg.EventLoops = addr, true, 2
@@ -121,7 +139,7 @@ func measure(v variant, dur time.Duration, workers, idle int) (float64, float64,
 	deps := edge.Deps{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()}
 	if v.tokens {
 		if deps.Tokens, err = jointoken.New(jointoken.Config{Secret: secret}); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		cfg.MaxConnectionsPerIP = 1_000_000
 		cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP = 1e7, 1e7
@@ -130,14 +148,14 @@ func measure(v variant, dur time.Duration, workers, idle int) (float64, float64,
 	deps.Hub, deps.Broker, deps.Presence = hub, broker.NewMemory(hub.Deliver), presence.NewMemory()
 	srv, err := edge.New(cfg, deps)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve() }()
 	select {
 	case <-srv.Ready():
 	case err := <-errc:
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -157,7 +175,7 @@ func measure(v variant, dur time.Duration, workers, idle int) (float64, float64,
 	}
 	// Tokens are minted before the clock starts: the backend mints them,
 	// not the edge.
-	paths := make([]string, 512)
+	paths := make([]string, distinct)
 	for i := range paths {
 		paths[i] = path(i)
 	}
@@ -166,6 +184,7 @@ func measure(v variant, dur time.Duration, workers, idle int) (float64, float64,
 	var firstErr atomic.Value
 	stop := time.Now().Add(dur)
 	var wg sync.WaitGroup
+	cpu0 := cpuTime()
 	start := time.Now()
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -183,9 +202,10 @@ func measure(v variant, dur time.Duration, workers, idle int) (float64, float64,
 		}(w)
 	}
 	wg.Wait()
-	rate := float64(n.Load()) / time.Since(start).Seconds()
+	rate = float64(n.Load()) / time.Since(start).Seconds()
+	cpuPer = float64(cpuTime()-cpu0) / float64(time.Microsecond) / float64(n.Load())
 	if e, _ := firstErr.Load().(error); e != nil {
-		return 0, 0, e
+		return 0, 0, 0, e
 	}
 	time.Sleep(500 * time.Millisecond) // let the server see the closes
 
@@ -199,13 +219,23 @@ func measure(v variant, dur time.Duration, workers, idle int) (float64, float64,
 	for i := 0; i < idle; i++ {
 		c, err := connect(addr, paths[i%len(paths)])
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		conns = append(conns, c)
 	}
 	time.Sleep(time.Second)
 	after := heap()
-	return rate, float64(int64(after)-int64(before)) / float64(idle), nil
+	// The tokens are garbage from here on; with -tokens large they would
+	// otherwise be freed between the two readings.
+	runtime.KeepAlive(paths)
+	return rate, float64(int64(after)-int64(before)) / float64(idle), cpuPer, nil
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func heap() uint64 {

@@ -19,11 +19,14 @@ import (
 type config struct {
 	Edge      edge.Config
 	AdminAddr string
-	SecretKey string
-	LogLevel  slog.Level
-	LogJSON   bool
-	Redis     redisConfig
-	Chat      chatConfig
+	// AdminToken guards the admin control API (ADMIN_TOKEN, or the file
+	// ADMIN_TOKEN_FILE names); empty: control endpoints answer 403.
+	AdminToken string
+	SecretKey  string
+	LogLevel   slog.Level
+	LogJSON    bool
+	Redis      redisConfig
+	Chat       chatConfig
 	// History is session history and resume (SESSION_HISTORY_*); Size 0: off.
 	History broker.HistoryOptions
 	Tokens  jointoken.Config // join-token keys; no key: tokens off
@@ -42,7 +45,9 @@ var settings = []struct {
 }{
 	{key: "ENV_FILE", help: "file of KEY=value lines read at start-up; the real environment wins over it (default: .env in the working directory, if present)"},
 	{key: "ADDR", help: "HTTP/WebSocket listen address (default 0.0.0.0:8000)"},
-	{key: "ADMIN_ADDR", help: "admin listener for /metrics and pprof (default 127.0.0.1:9090)"},
+	{key: "ADMIN_ADDR", help: "admin listener for /metrics, pprof and the control API /admin/ (default 127.0.0.1:9090)"},
+	{key: "ADMIN_TOKEN", help: "bearer token of the admin control API (docs/ADMIN.md); with DEBUG=0 32+ random characters (default: none, GET /admin/status open, control endpoints 403)", secret: true},
+	{key: "ADMIN_TOKEN_FILE", help: "file holding ADMIN_TOKEN, e.g. a mounted Kubernetes Secret; wins over ADMIN_TOKEN; a trailing newline is ignored (default: none)"},
 	{key: "INSTANCE_ID", help: "name of this instance (default: host name)"},
 	{key: "DEBUG", boolean: true, help: "1 skips the Origin check and allows a placeholder SECRET_KEY (alias DJANGO_DEBUG) (default 0)"},
 	{key: "ALLOWED_HOSTS", help: "comma-separated Django-style host patterns for the Origin check (alias DJANGO_ALLOWED_HOSTS); required when DEBUG=0"},
@@ -253,11 +258,13 @@ func loadConfig(e env) (config, error) {
 	}
 	c := config{Edge: edge.Defaults()}
 	ec := &c.Edge
+	var err error
 	ec.Addr = e.str(ec.Addr, "ADDR")
 	c.AdminAddr = e.str("127.0.0.1:9090", "ADMIN_ADDR")
+	c.AdminToken, err = loadAdminToken(e)
+	keep(err)
 	host, _ := os.Hostname()
 	ec.InstanceID = e.str(host, "INSTANCE_ID")
-	var err error
 	ec.Debug, err = e.boolean(false, "DEBUG", "DJANGO_DEBUG")
 	keep(err)
 	for _, h := range strings.Split(e.str("", "ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS"), ",") {
@@ -281,6 +288,11 @@ func loadConfig(e env) (config, error) {
 		}
 		if exampleAPIKey(e.str("", "AUTH_API_KEY")) {
 			errs = append(errs, errors.New("AUTH_API_KEY is the example value shipped with wsedge; set a key of your own"))
+		}
+	}
+	if !ec.Debug && c.AdminToken != "" {
+		if why := weakSecret(c.AdminToken); why != "" {
+			errs = append(errs, fmt.Errorf("ADMIN_TOKEN (or ADMIN_TOKEN_FILE) %s; with DEBUG=0 it must be a random value of at least %d characters (e.g. from `openssl rand -base64 48`)", why, minSecretLen))
 		}
 	}
 	if !ec.Debug && len(ec.AllowedHosts) == 0 {
@@ -379,4 +391,22 @@ func loadConfig(e env) (config, error) {
 		errs = append(errs, err)
 	}
 	return c, errors.Join(errs...)
+}
+
+// loadAdminToken reads ADMIN_TOKEN_FILE (a Kubernetes Secret mount), which
+// wins, or ADMIN_TOKEN. A file's trailing newline (echo, kubectl create
+// secret --from-file) is not part of the token.
+func loadAdminToken(e env) (string, error) {
+	if p := strings.TrimSpace(e.str("", "ADMIN_TOKEN_FILE")); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("ADMIN_TOKEN_FILE: %w", err)
+		}
+		tok := strings.TrimRight(string(b), "\r\n")
+		if strings.TrimSpace(tok) == "" {
+			return "", fmt.Errorf("ADMIN_TOKEN_FILE %s is empty", p)
+		}
+		return tok, nil
+	}
+	return e.str("", "ADMIN_TOKEN"), nil
 }

@@ -160,7 +160,7 @@ func run(args []string, lookup env, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	admin, err := edge.ListenAdmin(cfg.AdminAddr, reg, log)
+	admin, err := edge.ListenAdmin(edge.AdminConfig{Addr: cfg.AdminAddr, Token: cfg.AdminToken}, reg, srv, log)
 	if err != nil {
 		return err
 	}

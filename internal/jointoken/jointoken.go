@@ -6,8 +6,6 @@ package jointoken
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,10 +57,13 @@ type Config struct {
 // Verifier checks tokens against fixed keys and algorithms. It is safe for
 // concurrent use.
 type Verifier struct {
-	hmac   []byte
-	rsa    *rsa.PublicKey
-	ec     *ecdsa.PublicKey
+	// The keys as the jwt library takes them, converted once rather than
+	// on every verification.
+	hmac   any // []byte
+	rsa    any // *rsa.PublicKey
+	ec     any // *ecdsa.PublicKey
 	parser *jwt.Parser
+	cache  *tokenCache // tokens that verified (cache.go)
 	now    func() time.Time
 }
 
@@ -70,13 +71,13 @@ type Verifier struct {
 // HS256 with a secret, RS256 with an RSA key, ES256 with a P-256 key; any
 // other "alg" (none included) is refused before a key is looked at.
 func New(cfg Config) (*Verifier, error) {
-	v := &Verifier{now: time.Now}
+	v := &Verifier{now: time.Now, cache: newTokenCache(cacheMaxTokens, cacheMaxBytes, cacheTTL)}
 	var algs []string
 	if len(cfg.Secret) > 0 {
 		if len(cfg.Secret) < 32 {
 			return nil, errors.New("session token secret must be at least 32 bytes")
 		}
-		v.hmac = cfg.Secret
+		v.hmac = append([]byte(nil), cfg.Secret...)
 		algs = append(algs, "HS256")
 	}
 	if len(cfg.PublicKeyPEM) > 0 {
@@ -148,7 +149,9 @@ type tokenClaims struct {
 }
 
 // Verify checks a token's signature, algorithm and time claims and decodes
-// the join claims. The error is always an *Error.
+// the join claims. The error is always an *Error. A token that verified in
+// the last minute (and has not expired since) is answered from the cache
+// (cache.go); the Claims returned are the caller's own copy.
 func (v *Verifier) Verify(token string) (*Claims, error) {
 	if token == "" {
 		return nil, refuse(ReasonMissing, errors.New("no token in ?token= or Authorization: Bearer"))
@@ -156,6 +159,21 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if len(token) > maxTokenLen {
 		return nil, refuse(ReasonMalformed, fmt.Errorf("token longer than %d bytes", maxTokenLen))
 	}
+	now := v.now()
+	if c, ok := v.cache.get(token, now); ok {
+		return c, nil
+	}
+	c, err := v.verify(token)
+	if err != nil {
+		return nil, err
+	}
+	v.cache.put(token, c, now)
+	cp := *c
+	return &cp, nil
+}
+
+// verify is Verify without the cache.
+func (v *Verifier) verify(token string) (*Claims, error) {
 	var tc tokenClaims
 	_, err := v.parser.ParseWithClaims(token, &tc, v.key)
 	if err != nil {
