@@ -131,7 +131,7 @@ func newFakePod(t *testing.T, token string, conns int64) *fakePod {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			if f.st.Shedding {
+			if f.st.Shedding > 0 {
 				http.Error(w, "busy", http.StatusConflict)
 				return
 			}

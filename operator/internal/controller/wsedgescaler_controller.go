@@ -232,7 +232,7 @@ func (r *Reconciler) reconcile(ctx context.Context, sc *wsedgev1.WSEdgeScaler) (
 				unreadable = append(unreadable, o.pod.Name)
 				firstErr = cmpErr(firstErr, o.err)
 			} else {
-				p.Connections, p.Draining, p.Shedding, p.MemoryBytes = o.status.Connections, o.status.Draining, o.status.Shedding, o.memory
+				p.Connections, p.Draining, p.Shedding, p.MemoryBytes = o.status.Connections, o.status.Draining, o.status.Shedding > 0, o.memory
 			}
 		}
 		in.Pods = append(in.Pods, p)

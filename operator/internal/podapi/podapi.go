@@ -23,14 +23,16 @@ import (
 
 // Status is a pod's GET /admin/status answer.
 type Status struct {
-	Instance      string  `json:"instance"`
-	Version       string  `json:"version"`
-	Connections   int64   `json:"connections"`
-	Sessions      int64   `json:"sessions"`
-	Capacity      int64   `json:"capacity"`
-	Ready         bool    `json:"ready"`
-	Draining      bool    `json:"draining"`
-	Shedding      bool    `json:"shedding"`
+	Instance    string `json:"instance"`
+	Version     string `json:"version"`
+	Connections int64  `json:"connections"`
+	Sessions    int64  `json:"sessions"`
+	Capacity    int64  `json:"capacity"`
+	Ready       bool   `json:"ready"`
+	Draining    bool   `json:"draining"`
+	// Shedding is how many sockets a shed or drain in progress has still
+	// to close.
+	Shedding      int64   `json:"shedding"`
 	UptimeSeconds float64 `json:"uptime_seconds"`
 }
 
@@ -142,7 +144,7 @@ func (c *Client) Status(ctx context.Context, addr, token string) (Status, error)
 	if err := json.Unmarshal(data, &st); err != nil {
 		return st, fmt.Errorf("status %s: %w", addr, err)
 	}
-	if st.Connections < 0 || st.Capacity < 0 || st.Sessions < 0 {
+	if st.Connections < 0 || st.Capacity < 0 || st.Sessions < 0 || st.Shedding < 0 {
 		return st, fmt.Errorf("status %s: negative count", addr)
 	}
 	return st, nil

@@ -566,7 +566,7 @@ func withinThreshold(f *fleet, e *env) bool {
 	var total int64
 	for _, pr := range f.serving() {
 		st, err := f.status(pr)
-		if err != nil || st.Shedding {
+		if err != nil || st.Shedding > 0 {
 			return false
 		}
 		loads = append(loads, st.Connections)

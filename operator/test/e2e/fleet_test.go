@@ -294,5 +294,5 @@ type adminStatus struct {
 	Instance    string `json:"instance"`
 	Connections int64  `json:"connections"`
 	Draining    bool   `json:"draining"`
-	Shedding    bool   `json:"shedding"`
+	Shedding    int64  `json:"shedding"`
 }
