@@ -68,6 +68,7 @@ type wsClient struct {
 	failed   []string // recovery_failed reasons
 	greeted  bool
 	leaving  atomic.Bool
+	paused   atomic.Bool // the publisher got a reconnect hint on this socket
 	sent     atomic.Int64
 	sendErrs atomic.Int64
 	done     chan struct{}
@@ -179,6 +180,7 @@ func (c *wsClient) serve(ctx context.Context, conn net.Conn, prevHint time.Time,
 	stop := make(chan struct{})
 	defer close(stop)
 	if c.pub {
+		c.paused.Store(false)
 		go c.publish(conn, &wmu, stop)
 	}
 	for {
@@ -227,6 +229,10 @@ func (c *wsClient) serve(ctx context.Context, conn net.Conn, prevHint time.Time,
 			c.mu.Unlock()
 		case "reconnect":
 			hintAt, hintMS = time.Now(), m.AfterMS
+			if c.pub {
+				// §9: a client told to go stops sending on this socket.
+				c.paused.Store(true)
+			}
 			c.j.add(event{At: hintAt, Kind: "hint", Pod: pod})
 		case "error":
 			if m.Error == "broadcast_failed" {
@@ -246,7 +252,7 @@ func (c *wsClient) publish(conn net.Conn, wmu *sync.Mutex, stop chan struct{}) {
 			return
 		case <-t.C:
 		}
-		if c.leaving.Load() {
+		if c.leaving.Load() || c.paused.Load() {
 			return
 		}
 		n := c.sent.Add(1)

@@ -159,7 +159,7 @@ func startRedis(t *testing.T, dir string) string {
 const (
 	clients     = 160
 	target      = 40
-	leavers     = 80
+	leavers     = 81 // 79 clients + the publisher stay: 80 = 2 pods × 40
 	threshold   = 20 // percent
 	evictRate   = 20 // sockets per second, whole Deployment
 	perRound    = 25 // percent of one pod per round
@@ -198,17 +198,22 @@ type sample struct {
 }
 
 type scenario struct {
-	Name          string   `json:"name"`
-	Phases        []phase  `json:"phases"`
-	Samples       []sample `json:"samples"`
-	Published     int64    `json:"published"`
-	MessagesLost  int64    `json:"messages_lost"`
-	Duplicates    int64    `json:"duplicates"`
-	RecoveryFails int      `json:"recovery_failed"`
-	DeletedPods   []string `json:"deleted_pods"`
-	DeletedConns  []int64  `json:"deleted_pod_connections"`
-	EmptiestPods  []string `json:"emptiest_pods_at_scale_down"`
-	Events        []string `json:"operator_events,omitempty"`
+	Name      string   `json:"name"`
+	Phases    []phase  `json:"phases"`
+	Samples   []sample `json:"samples"`
+	Published int64    `json:"published"` // last seq: broadcasts the session numbered
+	// PublisherWrites counts broadcast frames the publisher wrote;
+	// PublisherSeen those it received back numbered (a write racing the
+	// close of its own socket by a shed or drain may never be read).
+	PublisherWrites int64    `json:"publisher_writes"`
+	PublisherSeen   int64    `json:"publisher_seen_sequenced"`
+	MessagesLost    int64    `json:"messages_lost"`
+	Duplicates      int64    `json:"duplicates"`
+	RecoveryFails   int      `json:"recovery_failed"`
+	DeletedPods     []string `json:"deleted_pods"`
+	DeletedConns    []int64  `json:"deleted_pod_connections"`
+	EmptiestPods    []string `json:"emptiest_pods_at_scale_down"`
+	Events          []string `json:"operator_events,omitempty"`
 
 	start time.Time
 	mu    sync.Mutex
@@ -421,7 +426,9 @@ func runScenario(t *testing.T, e *env, mode string) *scenario {
 			_, last, _, _, _, _, _ := c.state()
 			final = max(final, last)
 		}
-		sc.Published = pub.sent.Load() - pub.sendErrs.Load()
+		sc.Published = final
+		sc.PublisherWrites = pub.sent.Load()
+		_, _, sc.PublisherSeen, _, _, _, _ = pub.state()
 		for i, c := range cl {
 			_, last, _, gaps, dupes, failed, _ := c.state()
 			sc.MessagesLost += gaps
@@ -436,9 +443,6 @@ func runScenario(t *testing.T, e *env, mode string) *scenario {
 		}
 		if sc.MessagesLost != 0 || sc.Duplicates != 0 {
 			t.Errorf("%d messages lost, %d duplicates (published %d, last seq %d)", sc.MessagesLost, sc.Duplicates, sc.Published, final)
-		}
-		if final < sc.Published {
-			t.Errorf("last seq %d below the %d broadcasts published", final, sc.Published)
 		}
 		for _, p := range sc.Phases {
 			if p.MaxLateMS > hintGrace.Milliseconds() {
@@ -610,16 +614,17 @@ func setReplicas(t *testing.T, e *env, ns string, n int32) {
 
 func scalerEvents(t *testing.T, e *env, ns string) []string {
 	out, err := e.cluster.Kubectl(context.Background(), "", "get", "events.events.k8s.io", "-n", ns,
-		"--field-selector", "regarding.kind=WSEdgeScaler", "--sort-by=.metadata.creationTimestamp",
-		"-o", `jsonpath={range .items[*]}{.reason}: {.note}{"\n"}{end}`)
+		"--sort-by=.metadata.creationTimestamp",
+		"-o", `jsonpath={range .items[*]}{.regarding.kind} {.reason}: {.note}{"\n"}{end}`)
 	if err != nil {
 		t.Errorf("events: %v", err)
 		return nil
 	}
 	var evs []string
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		if l != "" && !strings.HasPrefix(l, "PodUnreadable") {
-			evs = append(evs, l)
+		kind, rest, _ := strings.Cut(l, " ")
+		if kind == "WSEdgeScaler" && !strings.HasPrefix(rest, "PodUnreadable") {
+			evs = append(evs, rest)
 		}
 	}
 	return evs
