@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -106,10 +107,14 @@ func (c *wsClient) run(ctx context.Context) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, "ws://"+addr+"/ws/session/"+c.session+"/")
+		conn, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(ctx, "ws://"+addr+"/ws/session/"+c.session+"/")
 		if err != nil {
 			time.Sleep(100 * time.Millisecond)
 			continue
+		}
+		if br != nil {
+			// The server's first frames may have come with the handshake.
+			conn = bufConn{Conn: conn, r: br}
 		}
 		c.mu.Lock()
 		c.conn, c.pod, c.greeted = conn, pod, false
@@ -142,7 +147,8 @@ func (c *wsClient) serve(ctx context.Context, conn net.Conn, prevHint time.Time,
 	var hintAt time.Time
 	var hintMS int
 	// connected
-	data, err := wsutil.ReadServerText(conn)
+	var wmu sync.Mutex
+	data, err := readServerText(conn, &wmu)
 	if err != nil {
 		return hintAt, 0, err
 	}
@@ -176,7 +182,6 @@ func (c *wsClient) serve(ctx context.Context, conn net.Conn, prevHint time.Time,
 	if !prevHint.IsZero() {
 		c.j.add(event{At: time.Now(), Kind: "back", Pod: pod, Late: time.Since(prevHint.Add(time.Duration(prevMS) * time.Millisecond))})
 	}
-	var wmu sync.Mutex
 	stop := make(chan struct{})
 	defer close(stop)
 	if c.pub {
@@ -301,6 +306,14 @@ func readServerText(conn net.Conn, wmu *sync.Mutex) ([]byte, error) {
 		}
 	}
 }
+
+// bufConn reads what the handshake's reader buffered first.
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 func ioReadFull(conn net.Conn, b []byte) (int, error) {
 	n := 0

@@ -13,6 +13,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"log/slog"
 	"math"
 	mrand "math/rand/v2"
 	"net"
@@ -27,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -67,11 +70,19 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(io.Discard, nil)))
 	e := &env{dir: t.TempDir()}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	tools, err := kubecluster.FindTools(repoRoot)
+	var tools kubecluster.Tools
+	var err error
+	if d := os.Getenv("E2E_TOOLS_DIR_TMP"); d == "" {
+		tools, err = kubecluster.FindTools(repoRoot)
+	}
+	if d := os.Getenv("E2E_TOOLS_DIR_TMP"); d != "" {
+		tools, err = kubecluster.Tools{Dir: d}, nil
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +224,11 @@ type scenario struct {
 	DeletedPods     []string `json:"deleted_pods"`
 	DeletedConns    []int64  `json:"deleted_pod_connections"`
 	EmptiestPods    []string `json:"emptiest_pods_at_scale_down"`
-	Events          []string `json:"operator_events,omitempty"`
+	// EmptiestPair and RandomPairMean: connections on the two emptiest pods,
+	// and on two pods picked at random on average, at the scale-down.
+	EmptiestPair   int64    `json:"emptiest_pair_connections"`
+	RandomPairMean float64  `json:"random_pair_mean_connections"`
+	Events         []string `json:"operator_events,omitempty"`
 
 	start time.Time
 	mu    sync.Mutex
@@ -371,6 +386,17 @@ func runScenario(t *testing.T, e *env, mode string) *scenario {
 			return loads[names[a]] < loads[names[b]] || loads[names[a]] == loads[names[b]] && names[a] < names[b]
 		})
 		sc.EmptiestPods = names[:2]
+		// What deleting two pods at random moves on average, from the same
+		// loads: the mean of every pair's sum.
+		var pairs, sum int64
+		for a := range names {
+			for b := a + 1; b < len(names); b++ {
+				pairs++
+				sum += loads[names[a]] + loads[names[b]]
+			}
+		}
+		sc.RandomPairMean = float64(sum) / float64(pairs)
+		sc.EmptiestPair = loads[names[0]] + loads[names[1]]
 		downStart := time.Now()
 		before := map[string]bool{}
 		for _, n := range names {

@@ -58,14 +58,14 @@ func writeReport(t *testing.T, scs []*scenario) {
 				p.SocketsMoved, p.PeakEvictions, p.PeakReconnect, p.MaxLateMS, note)
 		}
 	}
-	fmt.Fprintf(&m, "\n| scenario | broadcasts sequenced | publisher writes | messages lost | duplicates | recovery failed | deleted pods (connections) | emptiest at scale-down |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&m, "\n| scenario | broadcasts sequenced | publisher writes | messages lost | duplicates | recovery failed | deleted pods (connections) | emptiest two at scale-down (connections) | two random pods on average |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, sc := range scs {
 		var del []string
 		for i, p := range sc.DeletedPods {
 			del = append(del, fmt.Sprintf("%s (%d)", p, sc.DeletedConns[i]))
 		}
-		fmt.Fprintf(&m, "| %s | %d | %d | %d | %d | %d | %s | %s |\n", sc.Name, sc.Published, sc.PublisherWrites, sc.MessagesLost, sc.Duplicates,
-			sc.RecoveryFails, strings.Join(del, ", "), strings.Join(sc.EmptiestPods, ", "))
+		fmt.Fprintf(&m, "| %s | %d | %d | %d | %d | %d | %s | %s (%d) | %.1f |\n", sc.Name, sc.Published, sc.PublisherWrites, sc.MessagesLost, sc.Duplicates,
+			sc.RecoveryFails, strings.Join(del, ", "), strings.Join(sc.EmptiestPods, ", "), sc.EmptiestPair, sc.RandomPairMean)
 	}
 	for _, sc := range scs {
 		if len(sc.Events) > 0 {
