@@ -75,14 +75,7 @@ func setup(t *testing.T) *env {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	var tools kubecluster.Tools
-	var err error
-	if d := os.Getenv("E2E_TOOLS_DIR_TMP"); d == "" {
-		tools, err = kubecluster.FindTools(repoRoot)
-	}
-	if d := os.Getenv("E2E_TOOLS_DIR_TMP"); d != "" {
-		tools, err = kubecluster.Tools{Dir: d}, nil
-	}
+	tools, err := kubecluster.FindTools(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
