@@ -38,6 +38,18 @@ type config struct {
 
 func parse(args []string) (config, error) {
 	var c config
+	fs := flags(&c)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.podTimeout <= 0 || c.podConcurrency < 1 {
+		return c, fmt.Errorf("-pod-timeout and -pod-concurrency must be positive")
+	}
+	return c, nil
+}
+
+// flags binds every flag to c.
+func flags(c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("wsedge-operator", flag.ContinueOnError)
 	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (wsedge_operator_* and controller-runtime's); 0 turns it off (default :8080)")
 	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (default :8081)")
@@ -48,13 +60,7 @@ func parse(args []string) (config, error) {
 	fs.DurationVar(&c.podTimeout, "pod-timeout", 2*time.Second, "deadline of one request to a pod's admin endpoint (default 2s)")
 	fs.IntVar(&c.podConcurrency, "pod-concurrency", 16, "pods read at once per scaler (default 16)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error (default info)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if c.podTimeout <= 0 || c.podConcurrency < 1 {
-		return c, fmt.Errorf("-pod-timeout and -pod-concurrency must be positive")
-	}
-	return c, nil
+	return fs
 }
 
 func main() {
