@@ -55,7 +55,9 @@ func TestStatus(t *testing.T) {
 		{"huge body", func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, `{"instance":"`+strings.Repeat("x", maxBody)+`"}`)
 		}, "body over"},
-		{"redirect", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "http://example.invalid/", http.StatusFound) }, "HTTP 302"},
+		{"redirect", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://example.invalid/", http.StatusFound)
+		}, "HTTP 302"},
 		{"hangs", func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-block:
