@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 TIMEOUT ?= 20m
 
-.PHONY: run build test test-go test-ops test-k8s k8s-tools image deps lint vet fmt-check staticcheck tidy-check fuzz bench bench-bins bench-redis bench-chat bench-tokens bench-peers clean
+.PHONY: run build test test-go test-ops test-k8s test-operator operator-generate k8s-tools image deps lint vet fmt-check staticcheck tidy-check fuzz bench bench-bins bench-redis bench-chat bench-tokens bench-peers clean
 
 # Build identity, linked into the binaries (wsedge version, wsedge_build_info);
 # outside a git checkout they read "dev" and "unknown".
@@ -55,9 +55,30 @@ k8s-tools:
 ## `go test -race`.
 # staticcheck is the root module's tool, run on the nested modules.
 test-k8s: k8s-tools
-	@set -e; sc=$$($(GO) tool -n staticcheck); for m in hack/image test/k8s; do \
+	@set -e; sc=$$($(GO) tool -n staticcheck); for m in hack/image test/k8s/kubecluster test/k8s; do \
 		echo "== $$m"; (cd $$m && $(GO) vet ./... && $$sc ./... && $(GO) test -count=1 -timeout $(TIMEOUT) ./...); \
 	done
+	$(MAKE) test-operator
+
+## test-operator: the operator module (operator/): generated files up to date,
+## vet, staticcheck, the decision core's tables, envtest (kube-apiserver +
+## etcd) and the end-to-end test on fake nodes with real wsedge processes,
+## which writes operator/test/results/e2e.{json,md}. Own module, no go.work:
+## the root's `go test ./...` never starts a kube-apiserver.
+test-operator: k8s-tools
+	@$(MAKE) --no-print-directory operator-generate
+	@git diff --exit-code --stat -- operator/api operator/config charts/wsedge/crds || \
+		{ echo "generated operator files are stale: run make operator-generate and commit"; exit 1; }
+	sc=$$($(GO) tool -n staticcheck) && cd operator && $(GO) vet ./... && $$sc ./... && $(GO) test -count=1 -timeout $(TIMEOUT) ./...
+
+## operator-generate: deepcopy code, the CRD and the RBAC role from the API
+## types and markers (controller-gen, pinned as a tool of operator/go.mod);
+## the chart ships the same CRD.
+operator-generate:
+	cd operator && $(GO) tool controller-gen object paths=./api/... && \
+		$(GO) tool controller-gen crd:crdVersions=v1 paths=./api/... output:crd:dir=config/crd/bases && \
+		$(GO) tool controller-gen rbac:roleName=wsedge-operator paths=./internal/... output:rbac:dir=config/rbac
+	cp operator/config/crd/bases/wsedge.io_wsedgescalers.yaml charts/wsedge/crds/
 
 ## image: bin/wsedge-oci (OCI layout) and bin/wsedge-image.tar (for `crane push`)
 ## of the static binary, built without Docker (hack/image, go-containerregistry).

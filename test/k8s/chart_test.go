@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -12,8 +13,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/yaml"
+
+	wsedgev1 "github.com/wsedge/wsedge/operator/api/v1alpha1"
 )
 
 const chartDir = "../../charts/wsedge"
@@ -158,6 +163,31 @@ var checks = map[string]func(t *testing.T, r rendered){
 		}
 		if r.deployment(t).Spec.Replicas != nil {
 			t.Error("replicas set with the operator")
+		}
+		sc := checkOperator(t, r, "wsedge-admin", "token", 9090)
+		s := sc.Spec
+		if s.MinReplicas != 2 || s.MaxReplicas != 10 || s.TargetConnectionsPerPod != 5000 || s.TargetMemoryBytesPerPod != nil ||
+			*s.ScaleDown.StabilizationWindowSeconds != 300 || *s.ScaleDown.MaxPods != 1 || *s.ScaleUp.MaxPods != 4 ||
+			!*s.Rebalance.Enabled || s.Rebalance.MaxEvictionsPerSecond != 50 || s.Drain.SpreadSeconds != 10 || s.SyncPeriodSeconds != 15 {
+			t.Errorf("scaler spec from defaults %+v", s)
+		}
+		if img := must[*appsv1.Deployment](t, r, "rel-wsedge-operator").Spec.Template.Spec.Containers[0].Image; img != "wsedge-operator:0.1.0" {
+			t.Errorf("operator image %q", img)
+		}
+	},
+	"operator tuned": func(t *testing.T, r rendered) {
+		sc := checkOperator(t, r, "edge-admin", "ADMIN_TOKEN", 9191)
+		s := sc.Spec
+		if s.MinReplicas != 3 || s.MaxReplicas != 40 || s.TargetConnectionsPerPod != 20000 || *s.TargetMemoryBytesPerPod != 3221225472 ||
+			*s.ScaleDown.StabilizationWindowSeconds != 900 || *s.ScaleDown.MaxPods != 2 || *s.ScaleDown.PeriodSeconds != 600 ||
+			s.Rebalance.ThresholdPercent != 15 || s.Rebalance.MaxEvictionsPerSecond != 200 || s.Rebalance.MaxPercentPerRound != 5 ||
+			s.Drain.SpreadSeconds != 30 || s.Drain.JitterSeconds != 10 {
+			t.Errorf("scaler spec %+v", s)
+		}
+		d := must[*appsv1.Deployment](t, r, "rel-wsedge-operator")
+		if *d.Spec.Replicas != 2 || d.Spec.Template.Spec.Containers[0].Image !=
+			"registry.example.com/wsedge-operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" {
+			t.Errorf("operator deployment replicas %d image %q", *d.Spec.Replicas, d.Spec.Template.Spec.Containers[0].Image)
 		}
 	},
 	"Gateway API, IRSA, PDB minAvailable, digest": func(t *testing.T, r rendered) {
@@ -366,6 +396,128 @@ func TestBadValues(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkOperator checks what every operator install renders: the scaler for
+// this release's Deployment with the token reference, the token mounted into
+// the wsedge pods, the operator's namespaced RBAC (the generated role's
+// rules, secrets narrowed to the token), and its Deployment's flags.
+func checkOperator(t *testing.T, r rendered, secret, key string, port int32) *wsedgev1.WSEdgeScaler {
+	t.Helper()
+	sc := must[*wsedgev1.WSEdgeScaler](t, r, "rel-wsedge")
+	if sc.Spec.ScaleTargetRef != (wsedgev1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "rel-wsedge"}) ||
+		sc.Spec.AdminTokenSecretRef == nil || *sc.Spec.AdminTokenSecretRef != (wsedgev1.SecretKeyRef{Name: secret, Key: key}) ||
+		sc.Spec.AdminPort != port {
+		t.Errorf("scaler %+v", sc.Spec)
+	}
+	pod := r.deployment(t).Spec.Template.Spec
+	var vol *corev1.Volume
+	for i := range pod.Volumes {
+		if pod.Volumes[i].Name == "admin-token" {
+			vol = &pod.Volumes[i]
+		}
+	}
+	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != secret || len(vol.Secret.Items) != 1 ||
+		vol.Secret.Items[0] != (corev1.KeyToPath{Key: key, Path: "token"}) {
+		t.Errorf("admin token volume %+v", vol)
+	}
+	c := pod.Containers[0]
+	mounted, env := false, ""
+	for _, m := range c.VolumeMounts {
+		mounted = mounted || (m.Name == "admin-token" && m.MountPath == "/var/run/wsedge-admin" && m.ReadOnly)
+	}
+	for _, e := range c.Env {
+		if e.Name == "ADMIN_TOKEN_FILE" {
+			env = e.Value
+		}
+	}
+	if !mounted || env != "/var/run/wsedge-admin/token" {
+		t.Errorf("token mount %v, ADMIN_TOKEN_FILE %q", mounted, env)
+	}
+
+	// The Role grants what the controller's generated ClusterRole lists
+	// (operator/config/rbac/role.yaml), secrets only by name.
+	data, err := os.ReadFile("../../operator/config/rbac/role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gen rbacv1.ClusterRole
+	if err := yaml.UnmarshalStrict(data, &gen); err != nil {
+		t.Fatal(err)
+	}
+	role := must[*rbacv1.Role](t, r, "rel-wsedge-operator")
+	want := gen.Rules
+	for i := range want {
+		if slices.Contains(want[i].Resources, "secrets") {
+			want[i].ResourceNames = []string{secret}
+		}
+	}
+	norm := func(rs []rbacv1.PolicyRule) []string {
+		var out []string
+		for _, r := range rs {
+			v := slices.Clone(r.Verbs)
+			slices.Sort(v)
+			out = append(out, fmt.Sprint(r.APIGroups, r.Resources, r.ResourceNames, v))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, w := norm(role.Rules), norm(want); !slices.Equal(got, w) {
+		t.Errorf("operator Role rules\n got %v\nwant %v", got, w)
+	}
+	le := must[*rbacv1.Role](t, r, "rel-wsedge-operator-leader-election")
+	if len(le.Rules) == 0 || le.Rules[0].Resources[0] != "leases" {
+		t.Errorf("leader election role %+v", le.Rules)
+	}
+	for _, name := range []string{"rel-wsedge-operator", "rel-wsedge-operator-leader-election"} {
+		b := must[*rbacv1.RoleBinding](t, r, name)
+		if b.RoleRef.Name != name || b.Subjects[0].Name != "rel-wsedge-operator" || b.Subjects[0].Namespace != "ns" {
+			t.Errorf("binding %s %+v", name, b)
+		}
+	}
+	must[*corev1.ServiceAccount](t, r, "rel-wsedge-operator")
+	op := must[*appsv1.Deployment](t, r, "rel-wsedge-operator")
+	args := strings.Join(op.Spec.Template.Spec.Containers[0].Args, " ")
+	for _, a := range []string{"--namespace=ns", "--scaler=rel-wsedge", "--leader-elect=true", "--leader-election-id=rel-wsedge-operator"} {
+		if !strings.Contains(args, a) {
+			t.Errorf("operator args %q lack %q", args, a)
+		}
+	}
+	if op.Spec.Template.Spec.ServiceAccountName != "rel-wsedge-operator" {
+		t.Errorf("operator service account %q", op.Spec.Template.Spec.ServiceAccountName)
+	}
+	return sc
+}
+
+// Without the operator nothing of it is rendered and the pods mount no token.
+func TestNoOperatorByDefault(t *testing.T) {
+	t.Parallel()
+	r := render(t, ValueSet{Values: Prod})
+	for _, k := range Kinds(r.objs) {
+		if strings.Contains(k, "operator") || strings.HasPrefix(k, "WSEdgeScaler/") || strings.HasPrefix(k, "Role") {
+			t.Errorf("%s rendered without operator.enabled", k)
+		}
+	}
+	if strings.Contains(strings.Join(r.manifests, ""), "ADMIN_TOKEN_FILE") {
+		t.Error("ADMIN_TOKEN_FILE without the operator")
+	}
+}
+
+// The chart ships the CRD that controller-gen generated for the operator,
+// byte for byte.
+func TestChartCRDIsGenerated(t *testing.T) {
+	t.Parallel()
+	a, err := os.ReadFile("../../operator/config/crd/bases/wsedge.io_wsedgescalers.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(chartDir + "/crds/wsedge.io_wsedgescalers.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a) != string(b) {
+		t.Fatal("charts/wsedge/crds/wsedge.io_wsedgescalers.yaml differs from operator/config/crd/bases: copy it after `make -C operator generate`")
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
+
+	wsedgev1 "github.com/wsedge/wsedge/operator/api/v1alpha1"
 )
 
 // KubeVersion is the version the chart is rendered for; the control plane
@@ -78,7 +80,7 @@ func Render(chartDir, release, namespace, values string, extraAPIs []string) ([]
 // Scheme knows every kind the chart can render.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, gatewayv1.Install, monitoringv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, gatewayv1.Install, monitoringv1.AddToScheme, wsedgev1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(err)
 		}

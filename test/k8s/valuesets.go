@@ -35,8 +35,24 @@ autoscaling: {enabled: true, minReplicas: 3, maxReplicas: 20, targetConnectionsP
 `, nil},
 	{"operator manages replicas", Prod + `
 redis: {url: "redis://redis:6379/0"}
-operator: {enabled: true}
+operator: {enabled: true, adminToken: {existingSecret: wsedge-admin}}
 autoscaling: {enabled: true}
+`, nil},
+	{"operator tuned", Prod + `
+redis: {existingSecret: redis-creds}
+admin: {port: 9191}
+operator:
+  enabled: true
+  replicas: 2
+  image: {repository: registry.example.com/wsedge-operator, digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
+  adminToken: {existingSecret: edge-admin, key: ADMIN_TOKEN}
+  minReplicas: 3
+  maxReplicas: 40
+  targetConnectionsPerPod: 20000
+  targetMemoryBytesPerPod: 3221225472
+  scaleDown: {stabilizationWindowSeconds: 900, maxPods: 2, periodSeconds: 600}
+  rebalance: {thresholdPercent: 15, maxEvictionsPerSecond: 200, maxPercentPerRound: 5}
+  drain: {spreadSeconds: 30, jitterSeconds: 10}
 `, nil},
 	{"Gateway API, IRSA, PDB minAvailable, digest", Prod + `
 httpRoute: {enabled: true, parentRefs: [{name: public, namespace: gateways}], hostnames: [app.example.com]}
@@ -67,5 +83,10 @@ var BadValues = []struct {
 	{"production without a Secret", "config: {allowedHosts: app.example.com}\n", []string{"secrets.existingSecret is required"}},
 	{"idle timeout below ping", Prod + "ingress: {enabled: true, alb: {idleTimeoutSeconds: 10}}\n", []string{"idleTimeoutSeconds must exceed config.pingInterval"}},
 	{"ready threshold over max", Secrets + "config: {allowedHosts: a.example.com, maxConnections: 100, readyMaxConnections: 200}\n", []string{"readyMaxConnections must not exceed"}},
+	{"operator without an admin token", Prod + "redis: {url: \"redis://r:6379/0\"}\noperator: {enabled: true}\n", []string{"operator.adminToken.existingSecret is required"}},
+	{"operator max below min", Prod + "redis: {url: \"redis://r:6379/0\"}\noperator: {enabled: true, adminToken: {existingSecret: a}, minReplicas: 5, maxReplicas: 3}\n",
+		[]string{"operator.maxReplicas must be at least operator.minReplicas"}},
+	{"operator sheds a whole pod per round", Prod + "redis: {url: \"redis://r:6379/0\"}\noperator: {enabled: true, adminToken: {existingSecret: a}, rebalance: {maxPercentPerRound: 100}}\n",
+		[]string{"/operator/rebalance/maxPercentPerRound"}},
 	{"bad duration", Secrets + "config: {allowedHosts: a.example.com, pingInterval: soon}\n", []string{"/config/pingInterval"}},
 }

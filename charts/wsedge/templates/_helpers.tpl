@@ -28,6 +28,19 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{- define "wsedge.operatorSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "wsedge.name" . }}-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "wsedge.operatorLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "wsedge.operatorSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
 {{- define "wsedge.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "wsedge.fullname" .) .Values.serviceAccount.name -}}
@@ -76,6 +89,12 @@ Deployment so that every render runs them.
 {{- end -}}
 {{- if and (not .Values.config.debug) (not .Values.config.allowedHosts) -}}
 {{- fail "config.allowedHosts is required unless config.debug is true: the hosts allowed as WebSocket Origin, e.g. app.example.com" -}}
+{{- end -}}
+{{- if and .Values.operator.enabled (not .Values.operator.adminToken.existingSecret) -}}
+{{- fail "operator.adminToken.existingSecret is required with operator.enabled: name a Secret holding a random admin token (the chart never stores secrets)" -}}
+{{- end -}}
+{{- if and .Values.operator.enabled (lt (int .Values.operator.maxReplicas) (int .Values.operator.minReplicas)) -}}
+{{- fail "operator.maxReplicas must be at least operator.minReplicas" -}}
 {{- end -}}
 {{- if gt (int .Values.config.readyMaxConnections) (int .Values.config.maxConnections) -}}
 {{- fail "config.readyMaxConnections must not exceed config.maxConnections" -}}

@@ -58,7 +58,8 @@ func TestMain(m *testing.M) {
 }
 
 // installCRDs installs the Gateway API HTTPRoute CRD (from the pinned
-// sigs.k8s.io/gateway-api module) and the monitoring CRDs, so that the
+// sigs.k8s.io/gateway-api module), the monitoring CRDs and the chart's
+// WSEdgeScaler CRD, so that the
 // CRD-gated templates render and are validated by the server.
 func installCRDs(ctx context.Context) error {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
@@ -66,13 +67,15 @@ func installCRDs(ctx context.Context) error {
 		return fmt.Errorf("locate gateway-api module: %w", err)
 	}
 	gw := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard", "gateway.networking.k8s.io_httproutes.yaml")
-	for _, f := range []string{gw, "testdata/monitoring-crds.yaml"} {
+	// The chart's own CRD (crds/): the operator value sets render a WSEdgeScaler.
+	for _, f := range []string{gw, "testdata/monitoring-crds.yaml", chartDir + "/crds/wsedge.io_wsedgescalers.yaml"} {
 		if _, err := cluster.Kubectl(ctx, "", "apply", "--server-side", "-f", f); err != nil {
 			return err
 		}
 	}
 	_, err = cluster.Kubectl(ctx, "", "wait", "--for=condition=Established", "--timeout=60s",
-		"crd/httproutes.gateway.networking.k8s.io", "crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
+		"crd/httproutes.gateway.networking.k8s.io", "crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com",
+		"crd/wsedgescalers.wsedge.io")
 	return err
 }
 
