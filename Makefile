@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 TIMEOUT ?= 20m
 
-.PHONY: run build test test-go test-ops test-k8s test-operator operator-generate k8s-tools image deps lint vet fmt-check staticcheck tidy-check fuzz bench bench-bins bench-redis bench-chat bench-tokens bench-peers clean
+.PHONY: run build test test-go test-ops test-k8s test-operator operator-generate k8s-tools image image-operator deps lint vet fmt-check staticcheck tidy-check fuzz bench bench-bins bench-redis bench-chat bench-tokens bench-peers clean
 
 # Build identity, linked into the binaries (wsedge version, wsedge_build_info);
 # outside a git checkout they read "dev" and "unknown".
@@ -91,6 +91,17 @@ image:
 		-o bin/image/wsedge ./cmd/wsedge
 	cd hack/image && $(GO) run . -binary ../../bin/image/wsedge -version $(VERSION) -revision $(REVISION) \
 		-created $(CREATED) -arch $(IMAGE_ARCH) -layout ../../bin/wsedge-oci -tarball ../../bin/wsedge-image.tar
+
+## image-operator: bin/wsedge-operator-oci and bin/wsedge-operator-image.tar,
+## the operator (operator/, its own module) on the same empty base; the
+## chart's operator.image points at it.
+image-operator:
+	mkdir -p bin/image
+	cd operator && CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath \
+		-ldflags '-s -w' -o ../bin/image/wsedge-operator ./cmd
+	cd hack/image && $(GO) run . -program wsedge-operator -binary ../../bin/image/wsedge-operator \
+		-version $(VERSION) -revision $(REVISION) -created $(CREATED) -arch $(IMAGE_ARCH) \
+		-layout ../../bin/wsedge-operator-oci -tarball ../../bin/wsedge-operator-image.tar
 
 deps:
 	@bash .ci/deps

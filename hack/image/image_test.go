@@ -45,7 +45,7 @@ func TestImage(t *testing.T) {
 	bin := buildWsedge(t, dir, version, revision)
 	created := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	o := options{
-		Binary: bin, CABundle: "/etc/ssl/certs/ca-certificates.crt", Version: version, Revision: revision,
+		Program: programs["wsedge"], Binary: bin, CABundle: "/etc/ssl/certs/ca-certificates.crt", Version: version, Revision: revision,
 		Created: created, Arch: runtime.GOARCH, Repo: "wsedge",
 		Layout: filepath.Join(dir, "oci"), Tarball: filepath.Join(dir, "wsedge.tar"),
 	}
@@ -111,13 +111,14 @@ func checkImage(t *testing.T, img v1.Image, o options) {
 	if c.User != "65532:65532" {
 		t.Errorf("user %q, want non-root 65532:65532", c.User)
 	}
-	if !slices.Equal(c.Entrypoint, []string{"/wsedge"}) || len(c.Cmd) != 0 {
+	if !slices.Equal(c.Entrypoint, []string{"/" + o.Program.name}) || len(c.Cmd) != 0 {
 		t.Errorf("entrypoint %q cmd %q", c.Entrypoint, c.Cmd)
 	}
 	if len(c.ExposedPorts) != 2 {
 		t.Errorf("exposed ports %v", c.ExposedPorts)
 	}
-	for _, p := range []string{"8000/tcp", "9090/tcp"} {
+	wantPorts := map[string][]string{"wsedge": {"8000/tcp", "9090/tcp"}, "wsedge-operator": {"8080/tcp", "8081/tcp"}}
+	for _, p := range wantPorts[o.Program.name] {
 		if _, ok := c.ExposedPorts[p]; !ok {
 			t.Errorf("port %s not exposed: %v", p, c.ExposedPorts)
 		}
@@ -125,7 +126,7 @@ func checkImage(t *testing.T, img v1.Image, o options) {
 	for k, v := range map[string]string{
 		"org.opencontainers.image.version":  o.Version,
 		"org.opencontainers.image.revision": o.Revision,
-		"org.opencontainers.image.title":    "wsedge",
+		"org.opencontainers.image.title":    o.Program.name,
 		"org.opencontainers.image.created":  "2026-12-04T10:00:00Z",
 	} {
 		if c.Labels[k] != v {
@@ -179,17 +180,25 @@ func checkImage(t *testing.T, img v1.Image, o options) {
 			t.Fatal(err)
 		}
 	}
-	for _, want := range []string{"wsedge", "etc/passwd", "etc/ssl/certs/ca-certificates.crt", "tmp/"} {
+	for _, want := range []string{o.Program.name, "etc/passwd", "etc/ssl/certs/ca-certificates.crt", "tmp/"} {
 		if files[want] == nil {
 			t.Errorf("layer lacks %s (has %v)", want, keys(files))
 		}
 	}
-	if h := files["wsedge"]; h != nil && h.Mode&0o111 == 0 {
-		t.Errorf("wsedge mode %o: not executable", h.Mode)
+	if h := files[o.Program.name]; h != nil && h.Mode&0o111 == 0 {
+		t.Errorf("%s mode %o: not executable", o.Program.name, h.Mode)
 	}
 	passwd, _ := os.ReadFile(filepath.Join(root, "etc/passwd"))
 	if !bytes.Contains(passwd, []byte(":65532:65532:")) {
 		t.Errorf("passwd lacks the non-root user:\n%s", passwd)
+	}
+	if o.Program.name == "wsedge-operator" {
+		// The operator has no version flag; its help lists its flags and exits 0.
+		out, err := exec.Command(filepath.Join(root, o.Program.name), "-h").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "-leader-elect") {
+			t.Fatalf("wsedge-operator -h from the image: %v\n%s", err, out)
+		}
+		return
 	}
 	out, err := exec.Command(filepath.Join(root, "wsedge"), "-version").CombinedOutput()
 	if err != nil {
@@ -209,6 +218,37 @@ func keys(m map[string]*tar.Header) []string {
 	return out
 }
 
+// The operator's image: the same base, its own binary, title and ports; the
+// binary extracted from the layer runs.
+func TestOperatorImage(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "wsedge-operator")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd")
+	cmd.Dir = "../../operator" // its own module
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build operator/cmd: %v\n%s", err, b)
+	}
+	o := options{
+		Program: programs["wsedge-operator"], Binary: bin, CABundle: "/etc/ssl/certs/ca-certificates.crt",
+		Version: "v9.8.7-test", Revision: "0123456789abcdef0123456789abcdef01234567",
+		Created: time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC), Arch: runtime.GOARCH, Repo: "wsedge-operator",
+		Tarball: filepath.Join(dir, "operator.tar"),
+	}
+	ref, err := build(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(ref, "wsedge-operator:v9.8.7-test@sha256:") {
+		t.Errorf("reference %q", ref)
+	}
+	img, err := tarball.ImageFromPath(o.Tarball, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkImage(t, img, o)
+}
+
 // Bad input fails with a message that names the problem.
 func TestImageBadInput(t *testing.T) {
 	dir := t.TempDir()
@@ -216,7 +256,7 @@ func TestImageBadInput(t *testing.T) {
 	if err := os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	base := options{Binary: notELF, CABundle: "/etc/ssl/certs/ca-certificates.crt", Version: "v1", Revision: "r", Arch: "amd64", Repo: "wsedge", Tarball: filepath.Join(dir, "x.tar")}
+	base := options{Program: programs["wsedge"], Binary: notELF, CABundle: "/etc/ssl/certs/ca-certificates.crt", Version: "v1", Revision: "r", Arch: "amd64", Repo: "wsedge", Tarball: filepath.Join(dir, "x.tar")}
 	for _, tc := range []struct {
 		name   string
 		mutate func(*options)
@@ -224,7 +264,8 @@ func TestImageBadInput(t *testing.T) {
 	}{
 		{"not ELF", func(*options) {}, "not an ELF"},
 		{"no binary", func(o *options) { o.Binary = filepath.Join(dir, "missing") }, "binary"},
-		{"no version", func(o *options) { o.Version = "" }, "need -binary, -version"},
+		{"no version", func(o *options) { o.Version = "" }, "need -program, -binary, -version"},
+		{"no program", func(o *options) { o.Program = program{} }, "need -program"},
 		{"no output", func(o *options) { o.Tarball = "" }, "-layout and/or -tarball"},
 		{"bad tag", func(o *options) { o.Version = "v1 with space" }, "tag from version"},
 	} {

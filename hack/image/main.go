@@ -30,15 +30,35 @@ import (
 
 // The image's fixed facts; the chart's securityContext uses the same uid.
 const (
-	uid        = 65532
-	entrypoint = "/wsedge"
-	caPath     = "etc/ssl/certs/ca-certificates.crt"
-	sourceURL  = "https://github.com/wsedge/wsedge"
+	uid       = 65532
+	caPath    = "etc/ssl/certs/ca-certificates.crt"
+	sourceURL = "https://github.com/wsedge/wsedge"
 )
+
+// program is what differs between the two images the chart runs: the
+// server and the operator (operator/, its own module).
+type program struct {
+	name  string            // image title, default repository and the binary's path under /
+	ports map[string]string // exposed port → what listens there
+}
+
+var programs = map[string]program{
+	"wsedge": {name: "wsedge", ports: map[string]string{
+		"8000/tcp": "ADDR: HTTP and WebSocket",
+		"9090/tcp": "ADMIN_ADDR: /metrics, pprof, /admin/ (set ADMIN_ADDR=0.0.0.0:9090 to reach it)",
+	}},
+	"wsedge-operator": {name: "wsedge-operator", ports: map[string]string{
+		"8080/tcp": "--metrics-bind-address: wsedge_operator_* and controller-runtime metrics",
+		"8081/tcp": "--health-probe-bind-address: /healthz, /readyz",
+	}},
+}
+
+func (p program) entrypoint() string { return "/" + p.name }
 
 // options is one build's input.
 type options struct {
-	Binary   string    // static linux binary of cmd/wsedge
+	Program  program   // which binary: programs["wsedge"] or programs["wsedge-operator"]
+	Binary   string    // static linux binary of cmd/wsedge or of the operator
 	CABundle string    // PEM bundle copied to /etc/ssl/certs/ca-certificates.crt
 	Version  string    // org.opencontainers.image.version and the tag
 	Revision string    // org.opencontainers.image.revision
@@ -52,16 +72,26 @@ type options struct {
 func main() {
 	var o options
 	var created string
-	flag.StringVar(&o.Binary, "binary", "", "static linux wsedge binary (required)")
+	prog := flag.String("program", "wsedge", "which image: wsedge (the server) or wsedge-operator")
+	flag.StringVar(&o.Binary, "binary", "", "static linux binary of that program (required)")
 	flag.StringVar(&o.CABundle, "ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA certificates (PEM) to put into the image")
 	flag.StringVar(&o.Version, "version", "", "image version label and tag (required)")
 	flag.StringVar(&o.Revision, "revision", "", "source revision label (required)")
 	flag.StringVar(&created, "created", "1970-01-01T00:00:00Z", "creation time (RFC 3339), e.g. the commit time")
 	flag.StringVar(&o.Arch, "arch", runtime.GOARCH, "architecture of the binary")
-	flag.StringVar(&o.Repo, "repo", "wsedge", "repository name for the tarball's tag")
+	flag.StringVar(&o.Repo, "repo", "", "repository name for the tarball's tag (default: the program's name)")
 	flag.StringVar(&o.Layout, "layout", "", "write an OCI image layout to this directory")
 	flag.StringVar(&o.Tarball, "tarball", "", "write a tarball (crane push, docker load) to this file")
 	flag.Parse()
+	p, ok := programs[*prog]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "image: -program %q: want wsedge or wsedge-operator\n", *prog)
+		os.Exit(2)
+	}
+	o.Program = p
+	if o.Repo == "" {
+		o.Repo = p.name
+	}
 	t, err := time.Parse(time.RFC3339, created)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "image: -created: %v\n", err)
@@ -83,8 +113,8 @@ func (o options) tag() (name.Tag, error) {
 
 // build writes the image and returns its tag and digest.
 func build(o options) (string, error) {
-	if o.Binary == "" || o.Version == "" || o.Revision == "" || (o.Layout == "" && o.Tarball == "") {
-		return "", errors.New("need -binary, -version, -revision and -layout and/or -tarball")
+	if o.Program.name == "" || o.Binary == "" || o.Version == "" || o.Revision == "" || (o.Layout == "" && o.Tarball == "") {
+		return "", errors.New("need -program, -binary, -version, -revision and -layout and/or -tarball")
 	}
 	tag, err := o.tag()
 	if err != nil {
@@ -134,7 +164,7 @@ func image(o options) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA bundle (Debian: apt-get install ca-certificates): %w", err)
 	}
-	layerTar, err := rootfs(o.Created, bin, ca)
+	layerTar, err := rootfs(o.Created, o.Program, bin, ca)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +179,7 @@ func image(o options) (v1.Image, error) {
 		Layer: layer,
 		History: v1.History{
 			Created:   v1.Time{Time: o.Created},
-			CreatedBy: "hack/image: wsedge " + o.Version,
+			CreatedBy: "hack/image: " + o.Program.name + " " + o.Version,
 			Comment:   "static binary, CA bundle, passwd",
 		},
 	})
@@ -164,21 +194,21 @@ func image(o options) (v1.Image, error) {
 	cf.OS, cf.Architecture = "linux", o.Arch
 	cf.Created = v1.Time{Time: o.Created}
 	cf.Config = v1.Config{
-		User:       fmt.Sprintf("%d:%d", uid, uid),
-		Entrypoint: []string{entrypoint},
-		WorkingDir: "/",
-		Env:        []string{"SSL_CERT_FILE=/" + caPath},
-		ExposedPorts: map[string]struct{}{
-			"8000/tcp": {}, // ADDR: HTTP and WebSocket
-			"9090/tcp": {}, // ADMIN_ADDR: /metrics, pprof (set ADMIN_ADDR=0.0.0.0:9090 to reach it)
-		},
+		User:         fmt.Sprintf("%d:%d", uid, uid),
+		Entrypoint:   []string{o.Program.entrypoint()},
+		WorkingDir:   "/",
+		Env:          []string{"SSL_CERT_FILE=/" + caPath},
+		ExposedPorts: map[string]struct{}{},
 		Labels: map[string]string{
-			"org.opencontainers.image.title":    "wsedge",
+			"org.opencontainers.image.title":    o.Program.name,
 			"org.opencontainers.image.version":  o.Version,
 			"org.opencontainers.image.revision": o.Revision,
 			"org.opencontainers.image.source":   sourceURL,
 			"org.opencontainers.image.created":  o.Created.UTC().Format(time.RFC3339),
 		},
+	}
+	for port := range o.Program.ports {
+		cf.Config.ExposedPorts[port] = struct{}{}
 	}
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
@@ -189,7 +219,7 @@ func image(o options) (v1.Image, error) {
 
 // rootfs is the single layer's tar: directories first, as a tar extractor
 // expects, owned by root so the non-root process cannot modify them.
-func rootfs(mod time.Time, bin, ca []byte) ([]byte, error) {
+func rootfs(mod time.Time, p program, bin, ca []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	dir := func(name string) error {
@@ -214,7 +244,7 @@ func rootfs(mod time.Time, bin, ca []byte) ([]byte, error) {
 		func() error {
 			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777, ModTime: mod, Format: tar.FormatPAX})
 		},
-		func() error { return file(strings.TrimPrefix(entrypoint, "/"), 0o755, bin) },
+		func() error { return file(p.name, 0o755, bin) },
 		tw.Close,
 	}
 	for _, s := range steps {
