@@ -31,7 +31,8 @@ func (s *countSink) Close(uint16, string) {}
 // frames) with the local model streaming as fast as it can; ns/op is per turn,
 // and the tokens/s metric is what one turn's frames cost.
 func BenchmarkTurn(b *testing.B) {
-	svc, err := New(Config{}, model.Local{}, history.NewMemory(0, 0), nil, nil, prometheus.NewRegistry())
+	// No per-socket turn limit: every iteration is one more turn on one socket.
+	svc, err := New(Config{TurnRate: 1e9, TurnBurst: 1 << 30}, model.Local{}, history.NewMemory(0, 0), nil, nil, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -99,11 +99,7 @@ func TestOpenWaits(t *testing.T) {
 // A server restart reaches every OnLost hook.
 func TestOnLost(t *testing.T) {
 	r := testenv.StartRedis(t)
-	conn, err := Open(context.Background(), Options{Client: rueidis.ClientOption{InitAddress: []string{r.Addr}}, Mode: Standalone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := openStandalone(t, r.Addr)
 	var a, b atomic.Int32
 	conn.OnLost(func() { a.Add(1) })
 	conn.OnLost(func() { b.Add(1) })
@@ -123,18 +119,14 @@ func TestOnLost(t *testing.T) {
 // error each returns.
 func TestPipeline(t *testing.T) {
 	r := testenv.StartRedis(t)
-	conn, err := Open(context.Background(), Options{Client: rueidis.ClientOption{InitAddress: []string{r.Addr}}, Mode: Standalone})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := openStandalone(t, r.Addr)
 	cl := conn.Client()
 	cmds := make(rueidis.Commands, 2*MaxPipeline+1)
 	for i := range cmds {
 		cmds[i] = cl.B().Incr().Key("n").Build()
 	}
 	var sizes []int
-	err = conn.Pipeline(context.Background(), time.Second, cmds, func(res []rueidis.RedisResult, _ time.Duration) error {
+	err := conn.Pipeline(context.Background(), time.Second, cmds, func(res []rueidis.RedisResult, _ time.Duration) error {
 		sizes = append(sizes, len(res))
 		return nil
 	})
@@ -154,4 +146,15 @@ func TestPipeline(t *testing.T) {
 	if err != nil || n != int64(len(cmds)+MaxPipeline) {
 		t.Fatalf("n = %d, %v", n, err)
 	}
+}
+
+// openStandalone opens a connection to addr, closed with the test.
+func openStandalone(t *testing.T, addr string) *Conn {
+	t.Helper()
+	conn, err := Open(context.Background(), Options{Client: rueidis.ClientOption{InitAddress: []string{addr}}, Mode: Standalone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	return conn
 }
