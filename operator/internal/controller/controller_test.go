@@ -1,8 +1,10 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	wsedgev1 "github.com/wsedge/wsedge/operator/api/v1alpha1"
 )
@@ -270,4 +273,22 @@ func TestReconcileMissingTarget(t *testing.T) {
 	if c := meta.FindStatusCondition(f.status().Conditions, CondReady); c == nil || c.Reason != "TargetNotFound" {
 		t.Fatalf("Ready %+v", c)
 	}
+}
+
+// The sample in config/samples decodes strictly into the API types (no
+// unknown or misspelt field) and is accepted by the CRD as it is.
+func TestSampleScaler(t *testing.T) {
+	raw, err := os.ReadFile("../../config/samples/wsedge_v1alpha1_wsedgescaler.yaml")
+	must(t, err)
+	js, err := yaml.YAMLToJSON(raw)
+	must(t, err)
+	var sc wsedgev1.WSEdgeScaler
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	must(t, dec.Decode(&sc))
+	if sc.Spec.TargetMemoryBytesPerPod == nil || sc.Spec.AdminTokenSecretRef == nil {
+		t.Fatalf("sample lacks its optional fields: %+v", sc.Spec)
+	}
+	sc.Namespace = namespace(t)
+	must(t, k8s.Create(context.Background(), &sc))
 }
