@@ -9,6 +9,8 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/wsedge/wsedge/edge/wsframe"
+	"github.com/wsedge/wsedge/internal/backoff"
+	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // Connection states.
@@ -168,6 +170,17 @@ func (c *conn) dropPending() {
 	if cap(c.pending) > 16 {
 		c.pending = nil
 	}
+}
+
+// hintAndClose sends c a reconnect hint, jittered in [0, jitter] so that
+// clients closed together do not come back together, then closes it with
+// code. Drains and sheds (1001) and overload (1013) end sockets this way.
+func (c *conn) hintAndClose(jitter time.Duration, code ws.StatusCode, reason string) {
+	if c.state != stWS {
+		return
+	}
+	c.send(wsframe.Text(wire.Reconnect(backoff.Spread(0, jitter).Milliseconds())))
+	c.closeWS(code, reason, false)
 }
 
 // closeWS starts the closing handshake: the close frame goes after what is

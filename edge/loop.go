@@ -12,8 +12,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wsedge/wsedge/edge/wsframe"
-	"github.com/wsedge/wsedge/internal/backoff"
-	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // loopState is everything one gnet event loop owns. Only that loop's goroutine
@@ -96,18 +94,29 @@ func (ls *loopState) post(m mail) bool {
 	if ls.stopped.Load() {
 		return false
 	}
-	ls.mu.Lock()
-	if m.fn == nil && ls.full(len(m.frame)) {
-		ls.markOverflow(m.session)
-		ls.mu.Unlock()
+	if !ls.enqueue(m, m.fn == nil) {
 		ls.srv.metrics.mailboxOverflow.WithLabelValues("broadcast").Inc()
-		ls.ring()
+		ls.ring() // the drain closes the session's members here
 		return true
 	}
-	ls.inbox = append(ls.inbox, m)
-	ls.inboxBytes += len(m.frame)
-	ls.mu.Unlock()
 	return ls.ring()
+}
+
+// enqueue appends m unless capped and the mailbox is full; a refused
+// broadcast marks its session (markOverflow).
+func (ls *loopState) enqueue(m mail, capped bool) bool {
+	n := len(m.frame) + m.size
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if capped && ls.full(n) {
+		if m.fn == nil {
+			ls.markOverflow(m.session)
+		}
+		return false
+	}
+	ls.inbox = append(ls.inbox, m)
+	ls.inboxBytes += n
+	return true
 }
 
 // full reports, under ls.mu, whether n more bytes exceed the mailbox cap.
@@ -154,15 +163,7 @@ func (ls *loopState) runSized(fn func(), size int) bool {
 	if ls.stopped.Load() {
 		return false
 	}
-	ls.mu.Lock()
-	if ls.full(size) {
-		ls.mu.Unlock()
-		return false
-	}
-	ls.inbox = append(ls.inbox, mail{fn: fn, size: size})
-	ls.inboxBytes += size
-	ls.mu.Unlock()
-	return ls.ring()
+	return ls.enqueue(mail{fn: fn, size: size}, true) && ls.ring()
 }
 
 // drain runs on the loop: everything posted so far, in order, then one write
@@ -294,12 +295,7 @@ func (ls *loopState) shedOverflow(sessions map[string]struct{}, all bool) {
 	}
 }
 
-// closeOverloaded sends c a reconnect hint and closes it 1013.
+// closeOverloaded ends c because its loop's mailbox refused its frames.
 func (ls *loopState) closeOverloaded(c *conn) {
-	if c.state != stWS {
-		return
-	}
-	after := backoff.Spread(0, ls.srv.cfg.ReconnectJitter).Milliseconds()
-	c.send(wsframe.Text(wire.Reconnect(after)))
-	c.closeWS(wsframe.CloseTryAgainLater, "server overloaded", false)
+	c.hintAndClose(ls.srv.cfg.ReconnectJitter, wsframe.CloseTryAgainLater, "server overloaded")
 }

@@ -13,8 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsedge/wsedge/edge/wsframe"
-	"github.com/wsedge/wsedge/internal/backoff"
-	"github.com/wsedge/wsedge/internal/wire"
 )
 
 // Shedding closes open WebSockets with a jittered reconnect hint and close
@@ -387,14 +385,14 @@ func (s *Server) shedStep(p *loopShed, upTo int, everything bool, job *shedJob) 
 		p.next++
 		consumed++
 		if c.state == stWS {
-			s.shedConn(c, job)
+			c.hintAndClose(job.jitter, wsframe.CloseGoingAway, job.close)
 			closed++
 		}
 	}
 	if everything {
 		for _, c := range p.ls.conns {
 			if c.state == stWS {
-				s.shedConn(c, job)
+				c.hintAndClose(job.jitter, wsframe.CloseGoingAway, job.close)
 				closed++
 			}
 		}
@@ -404,13 +402,6 @@ func (s *Server) shedStep(p *loopShed, upTo int, everything bool, job *shedJob) 
 		s.shed.sockets.WithLabelValues(job.reason).Add(float64(closed))
 	}
 	p.ls.flush()
-}
-
-// shedConn sends c a reconnect hint and closes it 1001.
-func (s *Server) shedConn(c *conn, job *shedJob) {
-	after := backoff.Spread(0, job.jitter).Milliseconds()
-	c.send(wsframe.Text(wire.Reconnect(after)))
-	c.closeWS(wsframe.CloseGoingAway, job.close, false)
 }
 
 // closeAll is SIGTERM's part: every WebSocket, over over, with the usual
