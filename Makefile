@@ -155,10 +155,14 @@ bench-redis: bench-bins
 	bin/redis-bench -wsedge bin/wsedge -mode standalone -md bench/results/redis/standalone.md -json bench/results/redis/standalone.json
 	bin/redis-bench -wsedge bin/wsedge -mode cluster -md bench/results/redis/cluster.md -json bench/results/redis/cluster.json
 
-## bench-chat: 2,000 chat turns through the edge against the fake Bedrock.
+## bench-chat: 2,000 chat turns through the edge against the fake Bedrock: the upstream client modes, then
+## the server's GC heap floor off and at its default, 4 alternating rounds, each run in a fresh process.
 bench-chat: bench-bins
-	bin/chat-bench -edge -turns 2000 -rate 5 -tokens 30 -ramp 2s -compare h1,h1tls,h2std,h2 \
+	ulimit -n 20000 && bin/chat-bench -edge -turns 2000 -rate 5 -tokens 30 -ramp 2s -compare h1,h1tls,h2std,h2 \
 		-json bench/results/chat-upstream-2000x30.json -md bench/results/chat-upstream-2000x30.md
+	ulimit -n 20000 && bin/chat-bench -edge -turns 2000 -rate 5 -tokens 30 -ramp 2s -upstream h2 -gc-floors 0,256 -rounds 4 \
+		-json bench/results/chat-gcfloor-2000x30.json -md bench/results/chat-gcfloor-2000x30.md \
+		-plot bench/results/chat-gcfloor-2000x30-ttft_cdf.svg
 
 ## bench-tokens: join tokens on vs off, alternating rounds.
 bench-tokens: bench-bins

@@ -31,6 +31,9 @@ type config struct {
 	// History is session history and resume (SESSION_HISTORY_*); Size 0: off.
 	History broker.HistoryOptions
 	Tokens  jointoken.Config // join-token keys; no key: tokens off
+	// GCHeapFloor is the heap below which the garbage collector does not
+	// run (GC_HEAP_FLOOR, internal/gcfloor); 0: the runtime's default.
+	GCHeapFloor int
 }
 
 // settings lists every environment variable main knows; each also has a flag
@@ -102,6 +105,7 @@ var settings = []struct {
 	{key: "CONNECT_BURST_PER_IP", help: "burst allowed above CONNECT_RATE_PER_IP (default: the rate rounded up, at least 1)"},
 	{key: "LOOP_MAILBOX_CAP", help: "items queued to one event loop (broadcasts, chat tokens, answers) before broadcasts and chat tokens are refused and their sockets closed 1013 with a reconnect hint (default 65536)"},
 	{key: "LOOP_MAILBOX_MAX_BYTES", help: "bytes of frames queued to one event loop before broadcasts and chat tokens are refused, as for LOOP_MAILBOX_CAP; at least MAX_MESSAGE_SIZE (default 64MiB)"},
+	{key: "GC_HEAP_FLOOR", help: "heap the garbage collector lets grow before it runs, e.g. 256MiB; above it GOGC applies as usual; at most half of GOMEMLIMIT when that is set; 0: off (default: 256MiB with a Bedrock chat model, 0 otherwise; docs/CHAT.md)"},
 	{key: "MAX_TRACKED_IPS", help: "size cap of the per-IP table; idle entries are evicted, then new addresses get 429 (default 100000)"},
 	{key: "MAX_SESSION_MEMBERS", help: "session sockets per session id on this instance; over it 403 session_full; 0: no cap (default 0)"},
 	{key: "SESSION_BROADCAST_RATE", help: "broadcasts a second per session on this instance, all senders together; over it rate_limited; 0: no cap (default 0)"},
@@ -392,6 +396,16 @@ func loadConfig(e env) (config, error) {
 			c.Redis.PublishBacklogSize, ec.MaxMessageSize))
 	}
 	c.Chat, err = loadChatConfig(e, c.SecretKey)
+	keep(err)
+	// Streaming chat turns through the AWS SDK allocates ~3 KB per token:
+	// without a floor a burst of turns collects every few hundred
+	// milliseconds and each mark phase stalls the turns starting meanwhile
+	// (internal/gcfloor).
+	floor := 0
+	if c.Chat.Bedrock.ChatModelID != "" {
+		floor = 256 << 20
+	}
+	c.GCHeapFloor, err = e.size(floor, 0, 64<<30, "GC_HEAP_FLOOR")
 	keep(err)
 	ec.MaxBodyBytes = c.Chat.API.MaxBody
 	if err := ec.Validate(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
+	"github.com/wsedge/wsedge/internal/gcfloor"
 	"github.com/wsedge/wsedge/internal/jointoken"
 	"github.com/wsedge/wsedge/internal/version"
 )
@@ -103,7 +105,21 @@ func configure(args []string, lookup env, stdout io.Writer) (config, *slog.Logge
 		runtime.GOMAXPROCS(runtime.NumCPU() + cfg.Edge.EventLoops)
 	}
 	log.Info("scheduler", "gomaxprocs", runtime.GOMAXPROCS(0), "event_loops", cfg.Edge.EventLoops)
+	if floor := heapFloor(cfg.GCHeapFloor, debug.SetMemoryLimit(-1)); floor > 0 {
+		gcfloor.Set(uint64(floor))
+		if floor < int64(cfg.GCHeapFloor) {
+			log.Warn("GC_HEAP_FLOOR lowered to half of GOMEMLIMIT", "configured", cfg.GCHeapFloor, "floor", floor)
+		}
+		log.Info("garbage collector", "heap_floor_bytes", floor)
+	}
 	return cfg, log, nil
+}
+
+// heapFloor is the GC heap floor to apply: floor bytes, at most half of the
+// runtime's memory limit (GOMEMLIMIT; math.MaxInt64 when unset) so that the
+// garbage the floor lets pile up never pushes the process to the limit.
+func heapFloor(floor int, memLimit int64) int64 {
+	return min(int64(floor), memLimit/2)
 }
 
 // app is the assembled server: the edge, its admin listener, and what must

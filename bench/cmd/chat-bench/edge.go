@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -36,12 +35,21 @@ type clientResult struct {
 	Failed    int       `json:"failed"`
 	Errors    []string  `json:"errors,omitempty"`
 	AddedMs   []float64 `json:"added_ms"`
+	// RequestMs is each completed turn's time from writing the chat frame
+	// to its request reaching the fake (the fake's clock on the same
+	// machine); the rest of the added time is the first token's way back.
+	RequestMs []float64 `json:"request_ms"`
+	// GapP99Ms and GapMaxMs are over the times between consecutive tokens
+	// of a turn (the fake sends one every 1/-rate s): a stall anywhere on
+	// the way shows as a longer gap.
+	GapP99Ms float64 `json:"token_gap_p99_ms"`
+	GapMaxMs float64 `json:"token_gap_max_ms"`
 }
 
 // runEdge serves chat through a real edge.Server in this process (the
 // "wsedge" side: gnet loops, WebSocket codec, chat pool, Bedrock SDK) and
 // drives it from a clients child process over loopback sockets.
-func runEdge(m model.Model, turns int, ramp, timeout, first time.Duration) result {
+func runEdge(m model.Model, h harness, turns int, ramp, timeout, first time.Duration) result {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	reg := prometheus.NewRegistry()
 	brk := broker.NewMemory()
@@ -75,10 +83,9 @@ func runEdge(m model.Model, turns int, ramp, timeout, first time.Duration) resul
 	<-srv.Ready()
 
 	self, _ := os.Executable()
-	cmd := exec.Command(self, "-clients", "ws://"+addr+"/ws/chat/", "-turns", fmt.Sprint(turns), "-ramp", ramp.String(), "-first", first.String())
+	cmd := h.command(self, "clients", "-clients", "ws://"+addr+"/ws/chat/", "-turns", fmt.Sprint(turns), "-ramp", ramp.String(), "-first", first.String())
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -96,6 +103,7 @@ func runEdge(m model.Model, turns int, ramp, timeout, first time.Duration) resul
 	})
 	begin := time.Now()
 	cpu0 := selfCPU()
+	gc0 := gcCycles()
 	fmt.Fprintln(stdin, "go")
 	var cr clientResult
 	if err := json.NewDecoder(out).Decode(&cr); err != nil {
@@ -103,6 +111,7 @@ func runEdge(m model.Model, turns int, ramp, timeout, first time.Duration) resul
 	}
 	mem.stop()
 	serverCPU := selfCPU() - cpu0
+	serverGC := gcCycles() - gc0
 	stdin.Close()
 	_ = cmd.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -112,14 +121,19 @@ func runEdge(m model.Model, turns int, ramp, timeout, first time.Duration) resul
 
 	res := result{Turns: turns, Completed: cr.Completed, Failed: cr.Failed, PeakConcurrent: peakRunning.Load(),
 		FakeFirstTokenMs: ms(first), WallSeconds: time.Since(begin).Seconds(), CPUs: runtime.NumCPU(), Mode: "edge", Errors: cr.Errors,
-		ServerCPUSeconds: serverCPU, ClientsCPUSeconds: cpuOf(cmd)}
+		ServerCPUSeconds: serverCPU, ClientsCPUSeconds: cpuOf(cmd), ServerGCCycles: serverGC}
 	if a := cr.AddedMs; len(a) > 0 {
 		slices.Sort(a)
 		q := func(p float64) float64 { return a[min(len(a)-1, int(p*float64(len(a))))] }
 		res.AddedTTFTp50Ms, res.AddedTTFTp90Ms, res.AddedTTFTp99Ms, res.AddedTTFTMaxMs = q(.5), q(.9), q(.99), a[len(a)-1]
 	}
+	if r := cr.RequestMs; len(r) > 0 {
+		slices.Sort(r)
+		res.RequestP50Ms, res.RequestP99Ms = r[len(r)/2], r[min(len(r)-1, int(.99*float64(len(r))))]
+	}
 	res.HeapPerTurnKiB, res.GoroutinesPerTurn = mem.perTurn(turns)
-	res.addedMs = cr.AddedMs
+	res.AddedMs = cr.AddedMs
+	res.TokenGapP99Ms, res.TokenGapMaxMs = cr.GapP99Ms, cr.GapMaxMs
 	return res
 }
 
@@ -161,6 +175,7 @@ func runClients(url string, turns int, ramp, first time.Duration) {
 	}
 	var mu sync.Mutex
 	var res clientResult
+	var gaps []time.Duration
 	var wg sync.WaitGroup
 	begin := time.Now()
 	for i, c := range conns {
@@ -169,7 +184,7 @@ func runClients(url string, turns int, ramp, first time.Duration) {
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			added, err := oneTurn(c, i, first)
+			added, request, turnGaps, err := oneTurn(c, i, first)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -181,42 +196,61 @@ func runClients(url string, turns int, ramp, first time.Duration) {
 			}
 			res.Completed++
 			res.AddedMs = append(res.AddedMs, ms(added))
+			res.RequestMs = append(res.RequestMs, ms(request))
+			gaps = append(gaps, turnGaps...)
 		}()
 	}
 	wg.Wait()
+	if len(gaps) > 0 {
+		slices.Sort(gaps)
+		res.GapP99Ms, res.GapMaxMs = ms(gaps[min(len(gaps)-1, int(.99*float64(len(gaps))))]), ms(gaps[len(gaps)-1])
+	}
 	_ = json.NewEncoder(os.Stdout).Encode(res)
 	_, _ = io.Copy(io.Discard, in)
 }
 
-func oneTurn(c net.Conn, i int, first time.Duration) (time.Duration, error) {
+// oneTurn runs one turn and returns its added time to first token, the
+// part of it before the request reached the fake, and the times between
+// its consecutive tokens.
+func oneTurn(c net.Conn, i int, first time.Duration) (added, request time.Duration, gaps []time.Duration, err error) {
 	start := time.Now()
 	msg := fmt.Sprintf(`{"type":"chat","message":"hello %d","thread_id":"bench-%d"}`, i, i)
 	if err := wsutil.WriteClientText(c, []byte(msg)); err != nil {
-		return 0, err
+		return 0, 0, nil, err
 	}
 	var firstTok time.Duration
+	var last time.Time
 	for {
 		data, op, err := wsutil.ReadServerData(c)
 		if err != nil {
-			return 0, err
+			return 0, 0, nil, err
 		}
 		if op != ws.OpText {
 			continue
 		}
-		var f struct{ Type, Error string }
+		var f struct{ Type, Error, Content string }
 		_ = json.Unmarshal(data, &f)
 		switch f.Type {
 		case "token":
+			now := time.Now()
+			if !last.IsZero() {
+				gaps = append(gaps, now.Sub(last))
+			}
+			last = now
 			if firstTok == 0 {
 				firstTok = time.Since(start)
+				// The fake's first token carries its arrival time.
+				var at int64
+				_, _ = fmt.Sscan(f.Content, &at)
+				request = time.Duration(at - start.UnixNano())
 			}
 		case "error":
-			return 0, fmt.Errorf("error frame %s", data)
+			return 0, 0, nil, fmt.Errorf("error frame %s", data)
 		case "end":
 			if firstTok == 0 {
-				return 0, fmt.Errorf("end without tokens")
+				return 0, 0, nil, fmt.Errorf("end without tokens")
 			}
-			return firstTok - first, nil
+			return firstTok - first, request, gaps, nil
 		}
 	}
 }

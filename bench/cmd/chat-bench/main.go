@@ -35,9 +35,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +56,7 @@ import (
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/chat/model"
 	"github.com/wsedge/wsedge/chat/model/fakebedrock"
+	"github.com/wsedge/wsedge/internal/gcfloor"
 )
 
 func main() {
@@ -66,6 +69,12 @@ func main() {
 		ramp    = flag.Duration("ramp", 2*time.Second, "turns start spread evenly over this long")
 		timeout = flag.Duration("timeout", 2*time.Minute, "per-turn deadline")
 		cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the benchmark process here")
+		memprof = flag.String("memprofile", "", "write an allocation profile of the benchmark process here at the end")
+		profDir = flag.String("profile-dir", "", "write CPU profiles of the server, the fake and the clients into this directory (server.prof, fake.prof, clients.prof; the last run wins)")
+		floors  = flag.String("gc-floors", "0", "comma-separated heap floors of the server in MiB (GC_HEAP_FLOOR), each run in turn with every upstream mode")
+		rounds  = flag.Int("rounds", 1, "repeat every mode × floor combination this many times, alternating")
+		hGOGC   = flag.String("harness-gogc", "off", "GOGC of the fake and the clients: they stand in for other machines, so by default their collections do not stall the shared cores")
+		single  = flag.Bool("single", false, "run exactly one mode and floor in this process and print its result as one JSON line (used by the benchmark itself: with several runs each gets a fresh server process)")
 		edgeM   = flag.Bool("edge", false, "serve the chat through the real edge (gnet, WebSocket) in this process; clients run in a child process")
 		clients = flag.String("clients", "", "run only the WebSocket clients against this ws:// URL (used by -edge)")
 		plotOut = flag.String("plot", "", "write an SVG CDF of the added time to first token here")
@@ -76,6 +85,11 @@ func main() {
 		mdOut   = flag.String("md", "", "also write the results as a Markdown table here")
 	)
 	flag.Parse()
+	h := harness{gogc: *hGOGC}
+	if *profDir != "" && !*fake && *clients == "" {
+		*cpuprof = filepath.Join(*profDir, "server.prof")
+		h.profiles = *profDir
+	}
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
 		if err != nil {
@@ -83,6 +97,17 @@ func main() {
 		}
 		_ = pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	if *memprof != "" {
+		runtime.MemProfileRate = 4096
+		defer func() {
+			f, err := os.Create(*memprof)
+			if err != nil {
+				log.Fatal(err)
+			}
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			_ = f.Close()
+		}()
 	}
 	if *fake {
 		serveFake(*first, *rate, *tokens, *tlsFake)
@@ -97,30 +122,58 @@ func main() {
 	if *compare != "" {
 		modes = strings.Split(*compare, ",")
 	}
-	var results []result
+	if *edgeM {
+		// As cmd/wsedge schedules the server: one P per event loop on top of
+		// one per CPU (its configure explains why).
+		runtime.GOMAXPROCS(2 * runtime.NumCPU())
+	}
+	var floorMiB []int
+	for _, f := range strings.Split(*floors, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			log.Fatalf("-gc-floors %q: want MiB as non-negative integers", *floors)
+		}
+		floorMiB = append(floorMiB, n)
+	}
 	for _, mode := range modes {
 		if mode != "h1" && mode != "h1tls" && mode != "h2std" && mode != "h2" {
 			log.Fatalf("-upstream %q: want h1, h1tls, h2std or h2", mode)
 		}
-		f := startFakeProcess(*first, *rate, *tokens, mode != "h1")
-		m := newModel(f.url, f.ca, mode, *turns)
+	}
+	type run struct {
+		round int
+		mode  string
+		floor int
+	}
+	var runs []run
+	for round := 1; round <= *rounds; round++ {
+		for _, mode := range modes {
+			for _, floor := range floorMiB {
+				runs = append(runs, run{round, mode, floor})
+			}
+		}
+	}
+	var results []result
+	for _, r := range runs {
 		var res result
-		if *edgeM {
-			res = runEdge(m, *turns, *ramp, *timeout, *first)
+		if len(runs) == 1 || *single {
+			res = runOne(h, r.mode, r.floor, *edgeM, *turns, *ramp, *timeout, *first, *rate, *tokens)
 		} else {
-			res = run(m, *turns, *ramp, *timeout, *first)
+			// A fresh server process per run: a run's garbage, goroutines
+			// and pools must not slow down the next one's collections.
+			res = runChild(r.mode, r.floor)
 		}
-		res.FakeCPUSeconds, res.UpstreamConnections = f.stop()
-		res.Upstream, res.TokensPerTurn, res.RatePerSecond = mode, *tokens, *rate
-		if res.Completed > 0 {
-			res.ServerCPUPerTokenUs = res.ServerCPUSeconds * 1e6 / float64(res.Completed**tokens)
+		res.Round = r.round
+		if *single {
+			out, _ := json.Marshal(res)
+			fmt.Println(string(out))
+			return
 		}
-		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-			res.LoadAverage = strings.Join(strings.Fields(string(b))[:3], " ")
-		}
-		results = append(results, res)
-		out, _ := json.MarshalIndent(res, "", "  ")
+		summary := res
+		summary.AddedMs = nil
+		out, _ := json.MarshalIndent(summary, "", "  ")
 		fmt.Println(string(out))
+		results = append(results, res)
 	}
 	if *plotOut != "" {
 		if err := writeTTFTPlot(*plotOut, results); err != nil {
@@ -128,7 +181,11 @@ func main() {
 		}
 	}
 	if *jsonOut != "" {
-		out, _ := json.MarshalIndent(results, "", "  ")
+		summaries := slices.Clone(results)
+		for i := range summaries {
+			summaries[i].AddedMs = nil
+		}
+		out, _ := json.MarshalIndent(summaries, "", "  ")
 		if err := os.WriteFile(*jsonOut, append(out, '\n'), 0o644); err != nil {
 			log.Fatal(err)
 		}
@@ -140,23 +197,72 @@ func main() {
 	}
 }
 
-// markdown renders the runs side by side, each against the first.
+// markdown renders the runs side by side, each against the first, then,
+// with several rounds, the median of each mode × floor.
 func markdown(rs []result, args string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# bench/cmd/chat-bench %s\n\nMeasured %s UTC on %d CPUs (fake, clients and server share them).\n\n",
-		args, time.Now().UTC().Format("2006-01-02 15:04"), runtime.NumCPU())
-	b.WriteString("| upstream | completed | added TTFT p50 / p90 / p99 / max (ms) | p99 vs first | server CPU s | CPU per token | upstream TCP connections | heap / turn | goroutines / turn | load avg |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(&b, "# bench/cmd/chat-bench %s\n\nMeasured %s UTC on %d CPUs (fake, clients and server share them; the fake's and the clients' GOGC: %s).\n\n",
+		args, time.Now().UTC().Format("2006-01-02 15:04"), runtime.NumCPU(), rs[0].HarnessGOGC)
+	b.WriteString("| round | upstream | server heap floor | completed | added TTFT p50 / p90 / p99 / max (ms) | request leg p99 (ms) | p99 vs first | token gap p99 / max (ms) | server GC cycles | server CPU s | CPU per token | upstream TCP connections | heap / turn | goroutines / turn | load avg |\n")
+	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range rs {
 		ratio := "1.00×"
 		if rs[0].AddedTTFTp99Ms > 0 {
 			ratio = fmt.Sprintf("%.2f×", r.AddedTTFTp99Ms/rs[0].AddedTTFTp99Ms)
 		}
-		fmt.Fprintf(&b, "| %s | %d/%d | %.1f / %.1f / %.1f / %.1f | %s | %.2f | %.1f µs | %d | %.1f KiB | %.1f | %s |\n",
-			r.Upstream, r.Completed, r.Turns, r.AddedTTFTp50Ms, r.AddedTTFTp90Ms, r.AddedTTFTp99Ms, r.AddedTTFTMaxMs, ratio,
-			r.ServerCPUSeconds, r.ServerCPUPerTokenUs, r.UpstreamConnections, r.HeapPerTurnKiB, r.GoroutinesPerTurn, r.LoadAverage)
+		fmt.Fprintf(&b, "| %d | %s | %s | %d/%d | %.1f / %.1f / %.1f / %.1f | %.1f | %s | %.0f / %.0f | %d | %.2f | %.1f µs | %d | %.1f KiB | %.1f | %s |\n",
+			r.Round, r.Upstream, floorLabel(r.GCFloorMiB), r.Completed, r.Turns, r.AddedTTFTp50Ms, r.AddedTTFTp90Ms, r.AddedTTFTp99Ms, r.AddedTTFTMaxMs,
+			r.RequestP99Ms, ratio, r.TokenGapP99Ms, r.TokenGapMaxMs, r.ServerGCCycles, r.ServerCPUSeconds, r.ServerCPUPerTokenUs, r.UpstreamConnections, r.HeapPerTurnKiB, r.GoroutinesPerTurn, r.LoadAverage)
+	}
+	if rs[len(rs)-1].Round < 2 {
+		return b.String()
+	}
+	type key struct {
+		up    string
+		floor int
+	}
+	var order []key
+	groups := map[key][]result{}
+	for _, r := range rs {
+		k := key{r.Upstream, r.GCFloorMiB}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	median := func(rs []result, f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	first := median(groups[order[0]], func(r result) float64 { return r.AddedTTFTp99Ms })
+	b.WriteString("\nMedian over the rounds:\n\n| upstream | server heap floor | rounds | added TTFT p50 / p99 (ms) | p99 vs first | p99 of each round (ms) | server GC cycles | CPU per token |\n|---|---:|---:|---:|---:|---|---:|---:|\n")
+	for _, k := range order {
+		g := groups[k]
+		p99 := median(g, func(r result) float64 { return r.AddedTTFTp99Ms })
+		var each []string
+		for _, r := range g {
+			each = append(each, fmt.Sprintf("%.1f", r.AddedTTFTp99Ms))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %.1f / %.1f | %.2f× | %s | %.0f | %.1f µs |\n", k.up, floorLabel(k.floor), len(g),
+			median(g, func(r result) float64 { return r.AddedTTFTp50Ms }), p99, p99/first, strings.Join(each, ", "),
+			median(g, func(r result) float64 { return float64(r.ServerGCCycles) }),
+			median(g, func(r result) float64 { return r.ServerCPUPerTokenUs }))
 	}
 	return b.String()
+}
+
+func floorLabel(mib int) string {
+	if mib == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d MiB", mib)
 }
 
 // newModel is the Bedrock model as cmd/wsedge builds it (h1, h2: a
@@ -234,6 +340,89 @@ func serveFake(first time.Duration, rate float64, tokens int, tls bool) {
 	fmt.Println(srv.Connections())
 }
 
+// runOne runs one mode with the server's heap floor in this process.
+func runOne(h harness, mode string, floor int, edgeM bool, turns int, ramp, timeout, first time.Duration, rate float64, tokens int) result {
+	// The floor is the server's (this process's), set as cmd/wsedge sets
+	// GC_HEAP_FLOOR.
+	restore := gcfloor.Set(uint64(floor) << 20)
+	defer restore()
+	f := startFakeProcess(h, first, rate, tokens, mode != "h1")
+	m := newModel(f.url, f.ca, mode, turns)
+	var res result
+	if edgeM {
+		res = runEdge(m, h, turns, ramp, timeout, first)
+	} else {
+		res = run(m, turns, ramp, timeout, first)
+	}
+	res.FakeCPUSeconds, res.UpstreamConnections = f.stop()
+	res.Upstream, res.TokensPerTurn, res.RatePerSecond = mode, tokens, rate
+	res.GCFloorMiB, res.HarnessGOGC = floor, h.gogc
+	if res.Completed > 0 {
+		res.ServerCPUPerTokenUs = res.ServerCPUSeconds * 1e6 / float64(res.Completed*tokens)
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		res.LoadAverage = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	return res
+}
+
+// runChild runs one mode and floor in a fresh process (this binary with
+// -single and the same flags otherwise) and returns its result.
+func runChild(mode string, floor int) result {
+	self, err := os.Executable()
+	if err != nil {
+		log.Fatal(err)
+	}
+	args := []string{"-single", "-upstream", mode, "-compare", "", "-gc-floors", fmt.Sprint(floor), "-rounds", "1",
+		"-json", "", "-md", "", "-plot", "", "-cpuprofile", "", "-memprofile", ""}
+	flag.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "single", "upstream", "compare", "gc-floors", "rounds", "json", "md", "plot", "cpuprofile", "memprofile":
+		default:
+			args = append(args, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		log.Fatalf("run %s, floor %d MiB: %v", mode, floor, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var res result
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		log.Fatalf("run %s, floor %d MiB: result: %v", mode, floor, err)
+	}
+	return res
+}
+
+// harness is how the children (the fake and the clients) are started.
+type harness struct {
+	profiles string // directory for their CPU profiles; "" for none
+	gogc     string // their GOGC; "" leaves the environment's
+}
+
+// command is this binary as the child name (fake, clients) with args; its
+// stderr is ours.
+func (h harness) command(self, name string, args ...string) *exec.Cmd {
+	if h.profiles != "" {
+		args = append([]string{"-cpuprofile", filepath.Join(h.profiles, name+".prof")}, args...)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr
+	if h.gogc != "" {
+		cmd.Env = append(os.Environ(), "GOGC="+h.gogc)
+	}
+	return cmd
+}
+
+// gcCycles is the number of GC cycles this process has completed.
+func gcCycles() uint32 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.NumGC
+}
+
 // cpuOf is the CPU time (user+system) of an exited child, in seconds.
 func cpuOf(cmd *exec.Cmd) float64 {
 	if cmd.ProcessState == nil {
@@ -258,15 +447,14 @@ type fakeProc struct {
 	stop func() (float64, int64)
 }
 
-func startFakeProcess(first time.Duration, rate float64, tokens int, tls bool) fakeProc {
+func startFakeProcess(h harness, first time.Duration, rate float64, tokens int, tls bool) fakeProc {
 	self, err := os.Executable()
 	if err != nil {
 		log.Fatal(err)
 	}
-	cmd := exec.Command(self, "-fake", "-tls="+fmt.Sprint(tls), "-first", first.String(), "-rate", fmt.Sprint(rate), "-tokens", fmt.Sprint(tokens))
+	cmd := h.command(self, "fake", "-fake", "-tls="+fmt.Sprint(tls), "-first", first.String(), "-rate", fmt.Sprint(rate), "-tokens", fmt.Sprint(tokens))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -340,7 +528,9 @@ type result struct {
 	Errors            []string `json:"errors,omitempty"`
 	CPUs              int      `json:"cpus"`
 
-	addedMs []float64 // every completed turn's added TTFT, for -plot
+	// AddedMs is every completed turn's added TTFT, for -plot; it travels
+	// from a -single child and is left out of the files.
+	AddedMs []float64 `json:"added_ms,omitempty"`
 	// Upstream is the mode (h1, h1tls, h2); ServerCPUPerTokenUs is the
 	// server's CPU over the run divided by the tokens delivered;
 	// UpstreamConnections the TCP connections the fake accepted.
@@ -349,6 +539,17 @@ type result struct {
 	RatePerSecond       float64 `json:"tokens_per_second_per_turn"`
 	ServerCPUPerTokenUs float64 `json:"server_cpu_us_per_token"`
 	UpstreamConnections int64   `json:"upstream_tcp_connections"`
+	// GCFloorMiB is the server's heap floor (GC_HEAP_FLOOR), ServerGCCycles
+	// the collections the server ran while the turns did, HarnessGOGC the
+	// fake's and the clients' GOGC, Round the pass of -rounds.
+	GCFloorMiB int `json:"gc_floor_mib"`
+	// TokenGapP99Ms and TokenGapMaxMs are over the times between a turn's
+	// consecutive tokens as the clients saw them (nominally 1/-rate s).
+	TokenGapP99Ms  float64 `json:"token_gap_p99_ms,omitempty"`
+	TokenGapMaxMs  float64 `json:"token_gap_max_ms,omitempty"`
+	ServerGCCycles uint32  `json:"server_gc_cycles"`
+	HarnessGOGC    string  `json:"harness_gogc"`
+	Round          int     `json:"round"`
 }
 
 func run(m model.Model, turns int, ramp, timeout, first time.Duration) result {
@@ -364,6 +565,7 @@ func run(m model.Model, turns int, ramp, timeout, first time.Duration) result {
 	var active, peak atomic.Int64
 	mem := startSampler(func() bool { return active.Load() == int64(turns) })
 	cpu0 := selfCPU()
+	gc0 := gcCycles()
 	begin := time.Now()
 	var wg sync.WaitGroup
 	for i := range turns {
@@ -390,7 +592,7 @@ func run(m model.Model, turns int, ramp, timeout, first time.Duration) result {
 	wall := time.Since(begin)
 
 	res := result{Turns: turns, PeakConcurrent: peak.Load(), FakeFirstTokenMs: ms(first), WallSeconds: wall.Seconds(), CPUs: runtime.NumCPU(), Mode: "service",
-		ServerCPUSeconds: selfCPU() - cpu0}
+		ServerCPUSeconds: selfCPU() - cpu0, ServerGCCycles: gcCycles() - gc0}
 	var added, req []time.Duration
 	for _, s := range sinks {
 		if s.failed.Load() || s.firstTok.Load() == 0 {
@@ -408,7 +610,7 @@ func run(m model.Model, turns int, ramp, timeout, first time.Duration) result {
 		res.AddedTTFTp50Ms, res.AddedTTFTp90Ms, res.AddedTTFTp99Ms, res.AddedTTFTMaxMs = q(added, .5), q(added, .9), q(added, .99), ms(added[len(added)-1])
 		res.RequestP50Ms, res.RequestP99Ms = q(req, .5), q(req, .99)
 		for _, d := range added {
-			res.addedMs = append(res.addedMs, ms(d))
+			res.AddedMs = append(res.AddedMs, ms(d))
 		}
 	}
 	res.HeapPerTurnKiB, res.GoroutinesPerTurn = mem.perTurn(turns)

@@ -15,7 +15,7 @@ func writeTTFTPlot(path string, rs []result) error {
 	}
 	series := make([]plot.Series, 0, len(rs))
 	for _, r := range rs {
-		series = append(series, plot.CDF(r.Upstream, r.addedMs, 300))
+		series = append(series, plot.CDF(fmt.Sprintf("%s, floor %s, round %d", r.Upstream, floorLabel(r.GCFloorMiB), r.Round), r.AddedMs, 300))
 	}
 	return plot.Save(path, plot.Chart{
 		Title:  fmt.Sprintf("chat (%s mode): time added to the first token, %d turns", rs[0].Mode, rs[0].Turns),
