@@ -169,9 +169,25 @@ func (c *Conn) OnText(payload []byte) {
 		fail(codeTurnInProgress, "a turn is already streaming on this connection; send cancel to stop it")
 		return
 	}
-	if !c.allowTurn(time.Now()) {
+	now := time.Now()
+	if !c.allowTurn(now) {
 		c.s.m.rejections.WithLabelValues("rate_limited").Inc()
 		fail(codeRateLimited, fmt.Sprintf("too many turns on this connection (at most %g a minute); try again shortly", c.s.cfg.TurnRate))
+		return
+	}
+	if thread == "" {
+		thread = c.newThread()
+	}
+	switch c.s.threads.take(thread, now) {
+	case threadRateLimited:
+		c.s.m.rejections.WithLabelValues("thread_rate_limited").Inc()
+		c.allowance++ // not started: the turn is given back
+		fail(codeRateLimited, fmt.Sprintf("too many turns on this thread (at most %g a minute from all connections); try again shortly", c.s.cfg.ThreadTurnRate))
+		return
+	case threadTableFull:
+		c.s.m.rejections.WithLabelValues("thread_table_full").Inc()
+		c.allowance++
+		fail(codeRateLimited, "too many threads are active on this server; try again shortly")
 		return
 	}
 	if err := c.s.pool.admit(); err != nil {
@@ -181,11 +197,9 @@ func (c *Conn) OnText(payload []byte) {
 		}
 		c.s.m.rejections.WithLabelValues(reason).Inc()
 		c.allowance++ // not started: the turn is given back
+		c.s.threads.giveBack(thread)
 		fail(codeBusy, text)
 		return
-	}
-	if thread == "" {
-		thread = c.newThread()
 	}
 	c.thread = thread
 	t := &turn{c: c, thread: thread, message: msg, channel: in["channel"], data: in["data"], accepted: time.Now()}

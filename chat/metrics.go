@@ -47,7 +47,7 @@ func newMetrics(reg prometheus.Registerer, p *pool, modelIDs []string) (*metrics
 		tokens: prometheus.NewCounter(prometheus.CounterOpts{Name: "wsedge_chat_tokens_streamed_total",
 			Help: "Token frames queued for chat clients."}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_pool_rejections_total",
-			Help: "Chat turns refused: busy (reason full, shutting_down) or rate_limited (reason rate_limited)."}, []string{"reason"}),
+			Help: "Chat turns refused: busy (reason full, shutting_down) or rate_limited (reason rate_limited: the socket's rate; thread_rate_limited: the thread's; thread_table_full: too many threads tracked)."}, []string{"reason"}),
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsedge_chat_upstream_errors_total",
 			Help: "Failed model or history calls by type."}, []string{"type"}),
 		db: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wsedge_chat_db_seconds",
@@ -78,7 +78,7 @@ func newMetrics(reg prometheus.Registerer, p *pool, modelIDs []string) (*metrics
 	for _, o := range []string{outcomeCompleted, outcomeEscalated, outcomeCancelled, outcomeDisconnected, outcomeBlocked, outcomeFailed} {
 		m.turns.WithLabelValues(o)
 	}
-	for _, r := range []string{"full", "shutting_down", "rate_limited"} {
+	for _, r := range []string{"full", "shutting_down", "rate_limited", "thread_rate_limited", "thread_table_full"} {
 		m.rejections.WithLabelValues(r)
 	}
 	for _, k := range []string{model.KindThrottled, model.KindModel, model.KindUnavailable, model.KindValidation,

@@ -70,6 +70,11 @@ type Config struct {
 	// may start; over them a chat frame gets rate_limited [20, 5].
 	TurnRate  float64
 	TurnBurst int
+	// ThreadTurnRate (turns per minute) and ThreadTurnBurst bound the turns
+	// started on one thread by all of this instance's sockets together;
+	// over them a chat frame gets rate_limited [30, 10].
+	ThreadTurnRate  float64
+	ThreadTurnBurst int
 	// HistoryLimit and HistoryBytes bound History (/api/thread/history):
 	// the newest messages within both [1000, 256 KiB of content].
 	HistoryLimit int
@@ -103,6 +108,8 @@ func Defaults() Config {
 		MaxAnswerChars:  16000,
 		TurnRate:        20,
 		TurnBurst:       5,
+		ThreadTurnRate:  30,
+		ThreadTurnBurst: 10,
 		HistoryLimit:    1000,
 		HistoryBytes:    256 << 10,
 		SummaryMessages: 200,
@@ -134,6 +141,10 @@ func (c *Config) defaults() {
 	if c.TurnRate <= 0 {
 		c.TurnRate = d.TurnRate
 	}
+	def(&c.ThreadTurnBurst, d.ThreadTurnBurst)
+	if c.ThreadTurnRate <= 0 {
+		c.ThreadTurnRate = d.ThreadTurnRate
+	}
 	def(&c.HistoryLimit, d.HistoryLimit)
 	def(&c.HistoryBytes, d.HistoryBytes)
 	def(&c.SummaryMessages, d.SummaryMessages)
@@ -163,6 +174,7 @@ type Service struct {
 	log     *slog.Logger
 	m       *metrics
 	pool    *pool
+	threads *threadRates
 
 	base       context.Context
 	cancelBase context.CancelCauseFunc
@@ -187,7 +199,8 @@ func New(cfg Config, m model.Model, h history.Store, mirror Mirror, log *slog.Lo
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	s := &Service{cfg: cfg, model: m, mirror: mirror, log: log}
+	s := &Service{cfg: cfg, model: m, mirror: mirror, log: log,
+		threads: newThreadRates(cfg.ThreadTurnRate, cfg.ThreadTurnBurst, maxTrackedThreads)}
 	s.base, s.cancelBase = context.WithCancelCause(context.Background())
 	p := newPool(cfg.Workers, cfg.Queue, s.run)
 	met, err := newMetrics(reg, p, m.ModelIDs())

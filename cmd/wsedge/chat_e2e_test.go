@@ -457,6 +457,41 @@ func (c *chatClient) readTurn() string {
 
 func runeCount(s string) int { return len([]rune(s)) }
 
+// CHAT_THREAD_TURN_RATE: sockets that each stay within their own turn rate
+// cannot together drive one thread past the thread's; the refused socket
+// keeps its allowance for other threads, and a socket on another thread of
+// the same event loop is not affected.
+func TestChatThreadTurnRate(t *testing.T) {
+	srv := startChatServer(t, func(fakebedrock.Request) fakebedrock.Script {
+		return fakebedrock.Tokens([]string{"ok"}, 0, "")
+	}, "CHAT_TURN_RATE=1", "CHAT_TURN_BURST=2", "CHAT_THREAD_TURN_RATE=1", "CHAT_THREAD_TURN_BURST=3")
+	a, b := srv.dial(t), srv.dial(t)
+	a.send(chatFrame("shared", "1"))
+	a.readTurn()
+	a.send(chatFrame("shared", "2"))
+	a.readTurn()
+	b.send(chatFrame("shared", "3"))
+	b.readTurn()
+	// b has one turn of its own left, the thread none.
+	b.send(chatFrame("shared", "4"))
+	if m := b.expect("error:rate_limited"); !strings.Contains(m["message"].(string), "thread") {
+		t.Fatalf("error %v, want the thread's rate", m)
+	}
+	// The refused turn was given back to b's own bucket.
+	b.send(chatFrame("elsewhere", "5"))
+	b.readTurn()
+	b.send(chatFrame("elsewhere", "6"))
+	if m := b.expect("error:rate_limited"); !strings.Contains(m["message"].(string), "connection") {
+		t.Fatalf("error %v, want the socket's rate", m)
+	}
+	other := srv.dial(t)
+	other.send(chatFrame("other", "7"))
+	other.readTurn()
+	if n := srv.metric(t, `wsedge_chat_pool_rejections_total{reason="thread_rate_limited"}`); n != 1 {
+		t.Fatalf("thread_rate_limited rejections %v, want 1", n)
+	}
+}
+
 // Every byte bound of the chat, through the real binary with PostgreSQL
 // history: message length, turn rate, what is sent to the model, the stored
 // answer, the history API response, the summary request, and retention.
@@ -471,7 +506,7 @@ func TestChatLimitsThroughEdge(t *testing.T) {
 		}
 		return fakebedrock.Tokens([]string{"Hi ", "there"}, 0, "")
 	}, "DATABASE_URL="+pg.URL, "BEDROCK_MODEL_ID_SUMMARY=summary-model", "CHAT_MAX_MESSAGE_CHARS=100", "CHAT_HISTORY_CHARS=300",
-		"CHAT_TURN_RATE=1", "CHAT_TURN_BURST=3", "CHAT_MAX_ANSWER_CHARS=100", "CHAT_HISTORY_API_BYTES=1KiB",
+		"CHAT_TURN_RATE=1", "CHAT_TURN_BURST=3", "CHAT_THREAD_TURN_BURST=20", "CHAT_MAX_ANSWER_CHARS=100", "CHAT_HISTORY_API_BYTES=1KiB",
 		"CHAT_SUMMARY_CHARS=200", "CHAT_HISTORY_TTL=1h")
 
 	t.Run("CHAT_MAX_MESSAGE_CHARS and CHAT_MAX_DATA_BYTES", func(t *testing.T) {

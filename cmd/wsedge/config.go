@@ -131,6 +131,8 @@ var settings = []struct {
 	{key: "CHAT_MAX_DATA_BYTES", help: "largest \"data\" of a chat message; larger: invalid_message" + sizeDefault(chat.Defaults().MaxDataBytes)},
 	{key: "CHAT_TURN_RATE", help: "chat turns one socket may start per minute; over it: rate_limited" + valueDefault(chat.Defaults().TurnRate)},
 	{key: "CHAT_TURN_BURST", help: "chat turns one socket may start at once above CHAT_TURN_RATE" + valueDefault(chat.Defaults().TurnBurst)},
+	{key: "CHAT_THREAD_TURN_RATE", help: "chat turns one thread may start per minute, all sockets of this instance together; over it: rate_limited" + valueDefault(chat.Defaults().ThreadTurnRate)},
+	{key: "CHAT_THREAD_TURN_BURST", help: "chat turns one thread may start at once above CHAT_THREAD_TURN_RATE" + valueDefault(chat.Defaults().ThreadTurnBurst)},
 	{key: "CHAT_HISTORY_TTL", help: "chat history retention, memory and PostgreSQL; 0: keep (default 720h)"},
 	{key: "CHAT_HISTORY_API_BYTES", help: "content bytes returned by /api/thread/history" + sizeDefault(chat.Defaults().HistoryBytes)},
 	{key: "CHAT_SUMMARY_CHARS", help: "history characters sent to the summary model" + valueDefault(chat.Defaults().SummaryChars)},
