@@ -49,7 +49,7 @@ type clientResult struct {
 // runEdge serves chat through a real edge.Server in this process (the
 // "wsedge" side: gnet loops, WebSocket codec, chat pool, Bedrock SDK) and
 // drives it from a clients child process over loopback sockets.
-func runEdge(m model.Model, h harness, turns int, ramp, timeout, first time.Duration) result {
+func runEdge(m model.Model, h harness, turns, repeat int, ramp, timeout, first time.Duration) result {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	reg := prometheus.NewRegistry()
 	brk := broker.NewMemory()
@@ -83,7 +83,8 @@ func runEdge(m model.Model, h harness, turns int, ramp, timeout, first time.Dura
 	<-srv.Ready()
 
 	self, _ := os.Executable()
-	cmd := h.command(self, "clients", "-clients", "ws://"+addr+"/ws/chat/", "-turns", fmt.Sprint(turns), "-ramp", ramp.String(), "-first", first.String())
+	cmd := h.command(self, "clients", "-clients", "ws://"+addr+"/ws/chat/", "-turns", fmt.Sprint(turns), "-repeat", fmt.Sprint(repeat),
+		"-ramp", ramp.String(), "-first", first.String())
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -119,7 +120,7 @@ func runEdge(m model.Model, h harness, turns int, ramp, timeout, first time.Dura
 	_ = srv.Shutdown(ctx)
 	_ = svc.Shutdown(ctx)
 
-	res := result{Turns: turns, Completed: cr.Completed, Failed: cr.Failed, PeakConcurrent: peakRunning.Load(),
+	res := result{Turns: turns * repeat, Repeat: repeat, Completed: cr.Completed, Failed: cr.Failed, PeakConcurrent: peakRunning.Load(),
 		FakeFirstTokenMs: ms(first), WallSeconds: time.Since(begin).Seconds(), CPUs: runtime.NumCPU(), Mode: "edge", Errors: cr.Errors,
 		ServerCPUSeconds: serverCPU, ClientsCPUSeconds: cpuOf(cmd), ServerGCCycles: serverGC}
 	if a := cr.AddedMs; len(a) > 0 {
@@ -157,9 +158,9 @@ func gauge(g prometheus.Gatherer, name string) int64 {
 }
 
 // runClients connects every socket first, says "connected", waits for "go",
-// then starts one turn per socket spread over ramp, and prints a
-// clientResult as JSON.
-func runClients(url string, turns int, ramp, first time.Duration) {
+// then starts one turn per socket spread over ramp (each socket runs repeat
+// turns one after the other), and prints a clientResult as JSON.
+func runClients(url string, turns, repeat int, ramp, first time.Duration) {
 	conns := make([]net.Conn, turns)
 	for i := range conns {
 		c, _, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(context.Background(), url)
@@ -184,20 +185,23 @@ func runClients(url string, turns int, ramp, first time.Duration) {
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			added, request, turnGaps, err := oneTurn(c, i, first)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				res.Failed++
-				if len(res.Errors) < 10 {
-					res.Errors = append(res.Errors, err.Error())
+			for range repeat {
+				added, request, turnGaps, err := oneTurn(c, i, first)
+				mu.Lock()
+				if err != nil {
+					res.Failed++
+					if len(res.Errors) < 10 {
+						res.Errors = append(res.Errors, err.Error())
+					}
+					mu.Unlock()
+					return
 				}
-				return
+				res.Completed++
+				res.AddedMs = append(res.AddedMs, ms(added))
+				res.RequestMs = append(res.RequestMs, ms(request))
+				gaps = append(gaps, turnGaps...)
+				mu.Unlock()
 			}
-			res.Completed++
-			res.AddedMs = append(res.AddedMs, ms(added))
-			res.RequestMs = append(res.RequestMs, ms(request))
-			gaps = append(gaps, turnGaps...)
 		}()
 	}
 	wg.Wait()

@@ -63,6 +63,7 @@ func main() {
 	var (
 		fake    = flag.Bool("fake", false, "run only the fake Bedrock runtime and print its URL (used by the benchmark itself)")
 		turns   = flag.Int("turns", 2000, "concurrent chat turns")
+		repeat  = flag.Int("repeat", 1, "with -edge: turns each socket runs one after the other (the first ones start over -ramp, each next one when the previous ends)")
 		rate    = flag.Float64("rate", 5, "tokens per second of each stream")
 		tokens  = flag.Int("tokens", 30, "tokens per answer")
 		first   = flag.Duration("first", 200*time.Millisecond, "the fake's own delay before the first token")
@@ -115,7 +116,7 @@ func main() {
 	}
 	log.SetFlags(0)
 	if *clients != "" {
-		runClients(*clients, *turns, *ramp, *first)
+		runClients(*clients, *turns, max(*repeat, 1), *ramp, *first)
 		return
 	}
 	modes := []string{*up}
@@ -157,7 +158,7 @@ func main() {
 	for _, r := range runs {
 		var res result
 		if len(runs) == 1 || *single {
-			res = runOne(h, r.mode, r.floor, *edgeM, *turns, *ramp, *timeout, *first, *rate, *tokens)
+			res = runOne(h, r.mode, r.floor, *edgeM, *turns, max(*repeat, 1), *ramp, *timeout, *first, *rate, *tokens)
 		} else {
 			// A fresh server process per run: a run's garbage, goroutines
 			// and pools must not slow down the next one's collections.
@@ -341,7 +342,7 @@ func serveFake(first time.Duration, rate float64, tokens int, tls bool) {
 }
 
 // runOne runs one mode with the server's heap floor in this process.
-func runOne(h harness, mode string, floor int, edgeM bool, turns int, ramp, timeout, first time.Duration, rate float64, tokens int) result {
+func runOne(h harness, mode string, floor int, edgeM bool, turns, repeat int, ramp, timeout, first time.Duration, rate float64, tokens int) result {
 	// The floor is the server's (this process's), set as cmd/wsedge sets
 	// GC_HEAP_FLOOR.
 	restore := gcfloor.Set(uint64(floor) << 20)
@@ -350,7 +351,7 @@ func runOne(h harness, mode string, floor int, edgeM bool, turns int, ramp, time
 	m := newModel(f.url, f.ca, mode, turns)
 	var res result
 	if edgeM {
-		res = runEdge(m, h, turns, ramp, timeout, first)
+		res = runEdge(m, h, turns, repeat, ramp, timeout, first)
 	} else {
 		res = run(m, turns, ramp, timeout, first)
 	}
@@ -543,6 +544,8 @@ type result struct {
 	// the collections the server ran while the turns did, HarnessGOGC the
 	// fake's and the clients' GOGC, Round the pass of -rounds.
 	GCFloorMiB int `json:"gc_floor_mib"`
+	// Repeat is how many turns each socket ran one after the other.
+	Repeat int `json:"turns_per_socket,omitempty"`
 	// TokenGapP99Ms and TokenGapMaxMs are over the times between a turn's
 	// consecutive tokens as the clients saw them (nominally 1/-rate s).
 	TokenGapP99Ms  float64 `json:"token_gap_p99_ms,omitempty"`
