@@ -211,7 +211,8 @@ func New(cfg Config, m model.Model, h history.Store, mirror Mirror, log *slog.Lo
 	s.pool, s.m, s.history = p, met, timedStore{Store: h, m: met}
 	log.Info("chat service started", "model", m.Name(), "guarded", m.Guarded(),
 		"workers", cfg.Workers, "queue", cfg.Queue, "turn_timeout", cfg.TurnTimeout,
-		"max_message_chars", cfg.MaxMessageChars, "turn_rate_per_min", cfg.TurnRate, "turn_burst", cfg.TurnBurst)
+		"max_message_chars", cfg.MaxMessageChars, "turn_rate_per_min", cfg.TurnRate, "turn_burst", cfg.TurnBurst,
+		"thread_turn_rate_per_min", cfg.ThreadTurnRate, "thread_turn_burst", cfg.ThreadTurnBurst)
 	return s, nil
 }
 
