@@ -69,7 +69,7 @@ test-operator: k8s-tools
 	@$(MAKE) --no-print-directory operator-generate
 	@git diff --exit-code --stat -- operator/api operator/config charts/wsedge/crds || \
 		{ echo "generated operator files are stale: run make operator-generate and commit"; exit 1; }
-	sc=$$($(GO) tool -n staticcheck) && cd operator && $(GO) vet ./... && $$sc ./... && $(GO) test -count=1 -timeout $(TIMEOUT) ./...
+	sc=$$($(GO) tool -n staticcheck) && cd operator && $(GO) vet ./... && $$sc ./... && $(GO) test -race -count=1 -timeout $(TIMEOUT) ./...
 
 ## operator-generate: deepcopy code, the CRD and the RBAC role from the API
 ## types and markers (controller-gen, pinned as a tool of operator/go.mod);
