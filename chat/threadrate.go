@@ -72,14 +72,22 @@ func (r *threadRates) take(thread string, now time.Time) int {
 	return threadOK
 }
 
-// giveBack returns a turn that take granted but that did not start.
+// giveBack returns a turn that take granted but that did not start. A
+// bucket that is full again leaves the table: otherwise turns refused busy
+// (which cost the socket nothing) would fill it with new thread ids.
 func (r *threadRates) giveBack(thread string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if b, ok := r.buckets[thread]; ok {
-		b.allowance = min(r.burst, b.allowance+1)
-		r.buckets[thread] = b
+	b, ok := r.buckets[thread]
+	if !ok {
+		return
 	}
+	b.allowance++
+	if b.allowance >= r.burst {
+		delete(r.buckets, thread)
+		return
+	}
+	r.buckets[thread] = b
 }
 
 // sweep drops the buckets that have refilled, at most once a second, and

@@ -35,6 +35,17 @@ func TestThreadRates(t *testing.T) {
 			{thread: "a", want: threadOK},
 			{thread: "a", want: threadRateLimited},
 		}},
+		// Turns refused busy give their turn back: new thread ids named that
+		// way must not take places in the table.
+		{name: "given back to full leaves the table", rate: 1, burst: 2, max: 1, steps: []step{
+			{thread: "a", want: threadOK},
+			{thread: "z", want: threadTableFull}, // spends this second's sweep
+			{thread: "a", give: true},            // full again: gone
+			{thread: "b", want: threadOK},        // no sweep needed
+			{thread: "b", want: threadOK},
+			{thread: "b", give: true},
+			{thread: "c", at: 2 * time.Second, want: threadTableFull}, // b is not full again: it stays
+		}},
 		{name: "full table: refilled buckets are swept", rate: 60, burst: 1, max: 2, steps: []step{
 			{thread: "a", want: threadOK},
 			{thread: "b", want: threadOK},
