@@ -21,6 +21,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wsedge/wsedge/bench/internal/report"
 	"github.com/wsedge/wsedge/chat"
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/chat/model"
@@ -123,17 +124,8 @@ func runEdge(m model.Model, h harness, turns, repeat int, ramp, timeout, first t
 	res := result{Turns: turns * repeat, Repeat: repeat, Completed: cr.Completed, Failed: cr.Failed, PeakConcurrent: peakRunning.Load(),
 		FakeFirstTokenMs: ms(first), WallSeconds: time.Since(begin).Seconds(), CPUs: runtime.NumCPU(), Mode: "edge", Errors: cr.Errors,
 		ServerCPUSeconds: serverCPU, ClientsCPUSeconds: cpuOf(cmd), ServerGCCycles: serverGC}
-	if a := cr.AddedMs; len(a) > 0 {
-		slices.Sort(a)
-		q := func(p float64) float64 { return a[min(len(a)-1, int(p*float64(len(a))))] }
-		res.AddedTTFTp50Ms, res.AddedTTFTp90Ms, res.AddedTTFTp99Ms, res.AddedTTFTMaxMs = q(.5), q(.9), q(.99), a[len(a)-1]
-	}
-	if r := cr.RequestMs; len(r) > 0 {
-		slices.Sort(r)
-		res.RequestP50Ms, res.RequestP99Ms = r[len(r)/2], r[min(len(r)-1, int(.99*float64(len(r))))]
-	}
+	res.setTTFT(cr.AddedMs, cr.RequestMs)
 	res.HeapPerTurnKiB, res.GoroutinesPerTurn = mem.perTurn(turns)
-	res.AddedMs = cr.AddedMs
 	res.TokenGapP99Ms, res.TokenGapMaxMs = cr.GapP99Ms, cr.GapMaxMs
 	return res
 }
@@ -176,7 +168,7 @@ func runClients(url string, turns, repeat int, ramp, first time.Duration) {
 	}
 	var mu sync.Mutex
 	var res clientResult
-	var gaps []time.Duration
+	var gaps []float64 // ms
 	var wg sync.WaitGroup
 	begin := time.Now()
 	for i, c := range conns {
@@ -199,7 +191,9 @@ func runClients(url string, turns, repeat int, ramp, first time.Duration) {
 				res.Completed++
 				res.AddedMs = append(res.AddedMs, ms(added))
 				res.RequestMs = append(res.RequestMs, ms(request))
-				gaps = append(gaps, turnGaps...)
+				for _, g := range turnGaps {
+					gaps = append(gaps, ms(g))
+				}
 				mu.Unlock()
 			}
 		}()
@@ -207,7 +201,7 @@ func runClients(url string, turns, repeat int, ramp, first time.Duration) {
 	wg.Wait()
 	if len(gaps) > 0 {
 		slices.Sort(gaps)
-		res.GapP99Ms, res.GapMaxMs = ms(gaps[min(len(gaps)-1, int(.99*float64(len(gaps))))]), ms(gaps[len(gaps)-1])
+		res.GapP99Ms, res.GapMaxMs = report.Percentile(gaps, .99), gaps[len(gaps)-1]
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(res)
 	_, _ = io.Copy(io.Discard, in)

@@ -52,6 +52,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wsedge/wsedge/bench/internal/report"
 	"github.com/wsedge/wsedge/chat"
 	"github.com/wsedge/wsedge/chat/history"
 	"github.com/wsedge/wsedge/chat/model"
@@ -236,11 +237,7 @@ func markdown(rs []result, args string) string {
 		for i, r := range rs {
 			v[i] = f(r)
 		}
-		slices.Sort(v)
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		return report.Median(v)
 	}
 	first := median(groups[order[0]], func(r result) float64 { return r.AddedTTFTp99Ms })
 	b.WriteString("\nMedian over the rounds:\n\n| upstream | server heap floor | rounds | added TTFT p50 / p99 (ms) | p99 vs first | p99 of each round (ms) | server GC cycles | CPU per token |\n|---|---:|---:|---:|---:|---|---:|---:|\n")
@@ -596,28 +593,35 @@ func run(m model.Model, turns int, ramp, timeout, first time.Duration) result {
 
 	res := result{Turns: turns, PeakConcurrent: peak.Load(), FakeFirstTokenMs: ms(first), WallSeconds: wall.Seconds(), CPUs: runtime.NumCPU(), Mode: "service",
 		ServerCPUSeconds: selfCPU() - cpu0, ServerGCCycles: gcCycles() - gc0}
-	var added, req []time.Duration
+	var added, req []float64 // ms
 	for _, s := range sinks {
 		if s.failed.Load() || s.firstTok.Load() == 0 {
 			res.Failed++
 			continue
 		}
 		res.Completed++
-		added = append(added, time.Duration(s.firstTok.Load())-first)
-		req = append(req, time.Duration(s.arrived.Load()))
+		added = append(added, ms(time.Duration(s.firstTok.Load())-first))
+		req = append(req, ms(time.Duration(s.arrived.Load())))
 	}
-	if len(added) > 0 {
-		slices.Sort(added)
-		slices.Sort(req)
-		q := func(d []time.Duration, p float64) float64 { return ms(d[min(len(d)-1, int(p*float64(len(d))))]) }
-		res.AddedTTFTp50Ms, res.AddedTTFTp90Ms, res.AddedTTFTp99Ms, res.AddedTTFTMaxMs = q(added, .5), q(added, .9), q(added, .99), ms(added[len(added)-1])
-		res.RequestP50Ms, res.RequestP99Ms = q(req, .5), q(req, .99)
-		for _, d := range added {
-			res.AddedMs = append(res.AddedMs, ms(d))
-		}
-	}
+	res.setTTFT(added, req)
 	res.HeapPerTurnKiB, res.GoroutinesPerTurn = mem.perTurn(turns)
 	return res
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// setTTFT sorts the completed turns' added times to first token and
+// request legs (ms) and sets their percentiles; the added times are kept for
+// -plot.
+func (r *result) setTTFT(added, request []float64) {
+	slices.Sort(added)
+	slices.Sort(request)
+	r.AddedMs = added
+	if len(added) > 0 {
+		r.AddedTTFTp50Ms, r.AddedTTFTp90Ms = report.Percentile(added, .5), report.Percentile(added, .9)
+		r.AddedTTFTp99Ms, r.AddedTTFTMaxMs = report.Percentile(added, .99), added[len(added)-1]
+	}
+	if len(request) > 0 {
+		r.RequestP50Ms, r.RequestP99Ms = report.Percentile(request, .5), report.Percentile(request, .99)
+	}
+}

@@ -25,7 +25,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +35,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wsedge/wsedge/bench/internal/report"
 	"github.com/wsedge/wsedge/edge"
 	"github.com/wsedge/wsedge/edge/broker"
 	"github.com/wsedge/wsedge/edge/presence"
@@ -97,27 +97,21 @@ func run(rounds int, dur time.Duration, workers, idle, distinct int, out string)
 	for r := range ratios {
 		ratios[r] = on.ConnectRates[r] / off.ConnectRates[r]
 	}
-	fmt.Printf("per-round connect on/off: %.3f (median %.3f)\n", ratios, median(ratios))
+	fmt.Printf("per-round connect on/off: %.3f (median %.3f)\n", ratios, report.Median(ratios))
 	fmt.Printf("median connect+hello: off %.0f/s, on %.0f/s, on/off %.3f\n",
-		median(off.ConnectRates), median(on.ConnectRates), median(on.ConnectRates)/median(off.ConnectRates))
+		report.Median(off.ConnectRates), report.Median(on.ConnectRates), report.Median(on.ConnectRates)/report.Median(off.ConnectRates))
 	cpuRatios := make([]float64, rounds)
 	for r := range cpuRatios {
 		cpuRatios[r] = on.CPUPerConn[r] / off.CPUPerConn[r]
 	}
-	fmt.Printf("per-round CPU per connect on/off: %.3f (median %.3f)\n", cpuRatios, median(cpuRatios))
+	fmt.Printf("per-round CPU per connect on/off: %.3f (median %.3f)\n", cpuRatios, report.Median(cpuRatios))
 	fmt.Printf("median heap per idle conn: off %.0f B, on %.0f B, on-off %+.0f B\n",
-		median(off.HeapPerConn), median(on.HeapPerConn), median(on.HeapPerConn)-median(off.HeapPerConn))
+		report.Median(off.HeapPerConn), report.Median(on.HeapPerConn), report.Median(on.HeapPerConn)-report.Median(off.HeapPerConn))
 	if out != "" {
 		b, _ := json.MarshalIndent([]*result{off, on}, "", "  ")
 		return os.WriteFile(out, append(b, '\n'), 0o644)
 	}
 	return nil
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	return s[len(s)/2]
 }
 
 func measure(v variant, dur time.Duration, workers, idle, distinct int) (rate, heapPer, cpuPer float64, err error) {

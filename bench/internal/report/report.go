@@ -288,6 +288,20 @@ func Percentile[T int64 | float64](sorted []T, p float64) T {
 	return sorted[int(p*float64(len(sorted)-1))]
 }
 
+// Median is the middle value of xs (the mean of the two middle ones for an
+// even count); xs is not modified. It is 0 for an empty slice.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
 // Latencies are durations in nanoseconds.
 type Latencies []int64
 
